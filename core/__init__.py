@@ -1,0 +1,1 @@
+"""Shared plumbing every part may import: settings, database, the route model; it imports none of them."""

@@ -1,0 +1,86 @@
+"""Typed settings built from STRANGLER_* environment variables when asked, never at import time."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+
+class SettingsError(ValueError):
+    """A STRANGLER_* variable is missing or malformed; the message names it."""
+
+
+def parse_api_keys(text: str) -> dict[str, str]:
+    """Parse "client:token,client2:token2" into {token: client}; raise SettingsError on a malformed pair."""
+    keys: dict[str, str] = {}
+    for pair in filter(None, (p.strip() for p in text.split(","))):
+        client, sep, token = pair.partition(":")
+        if not sep or not client or len(token) < 16:
+            raise SettingsError("STRANGLER_API_KEYS: each entry is client:token with a token of 16+ characters")
+        keys[token] = client
+    return keys
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a facade, CLI command or worker needs to know about its environment."""
+
+    database_url: str
+    rules_path: Path = Path("routing_rules.yaml")
+    upstream_urls: Mapping[str, str] = field(default_factory=dict)
+    api_keys: Mapping[str, str] = field(default_factory=dict)
+    max_body_bytes: int = 64 * 1024
+    idempotency_ttl_s: int = 24 * 3600
+    idempotency_lease_s: float = 60.0
+    route_poll_s: float = 0.25
+    in_doubt_grace_s: float = 30.0
+    watchdog_interval_s: float = 1.0
+    actor: str = "unknown"
+    kafka_bootstrap: str | None = None  # None: development commands start the embedded broker
+    republish_after_s: float = 30.0  # an accepted update not applied by then is published again
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Build settings from STRANGLER_* variables (the process environment by default) plus overrides."""
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        if "STRANGLER_DATABASE_URL" in env:
+            values["database_url"] = env["STRANGLER_DATABASE_URL"]
+        if "STRANGLER_RULES" in env:
+            values["rules_path"] = Path(env["STRANGLER_RULES"])
+        values["upstream_urls"] = {
+            key[len("STRANGLER_UPSTREAM_") : -len("_URL")].lower(): value
+            for key, value in env.items()
+            if key.startswith("STRANGLER_UPSTREAM_") and key.endswith("_URL")
+        }
+        if "STRANGLER_API_KEYS" in env:
+            values["api_keys"] = parse_api_keys(env["STRANGLER_API_KEYS"])
+        numeric = {
+            "STRANGLER_MAX_BODY_BYTES": ("max_body_bytes", int),
+            "STRANGLER_IDEMPOTENCY_TTL_S": ("idempotency_ttl_s", int),
+            "STRANGLER_IDEMPOTENCY_LEASE_S": ("idempotency_lease_s", float),
+            "STRANGLER_ROUTE_POLL_S": ("route_poll_s", float),
+            "STRANGLER_IN_DOUBT_GRACE_S": ("in_doubt_grace_s", float),
+            "STRANGLER_WATCHDOG_INTERVAL_S": ("watchdog_interval_s", float),
+            "STRANGLER_REPUBLISH_AFTER_S": ("republish_after_s", float),
+        }
+        for var, (name, kind) in numeric.items():
+            if var in env:
+                try:
+                    values[name] = kind(env[var])
+                except ValueError:
+                    raise SettingsError(f"{var}={env[var]!r} is not a number") from None
+        if env.get("STRANGLER_KAFKA_BOOTSTRAP"):
+            values["kafka_bootstrap"] = env["STRANGLER_KAFKA_BOOTSTRAP"]
+        values["actor"] = env.get("STRANGLER_ACTOR") or env.get("SUDO_USER") or env.get("USER") or "unknown"
+        values.update(overrides)
+        if "database_url" not in values:
+            raise SettingsError("STRANGLER_DATABASE_URL is not set (the control-plane database)")
+        return cls(**values)
+
+    def with_(self, **changes: Any) -> Settings:
+        """Return a copy with some fields changed."""
+        return replace(self, **changes)
