@@ -1,0 +1,1 @@
+"""Everything that crosses to another system: upstream HTTP clients, adapters, the outbox relay and event applier."""

@@ -1,0 +1,391 @@
+"""The outbox relay: publishes accepted updates from the control-plane outbox to Kafka, marking only acknowledged rows.
+
+One relay is active at a time (a PostgreSQL session advisory lock held on the relay's own connection); others wait as
+standbys and take over when it dies. A pass reads unpublished rows in id order and keeps a few batches in flight; a
+marker thread waits for each batch's delivery reports and marks the acknowledged rows (one statement, hence one
+transaction) while the next batches are read and sent. A watchdog queues again every accepted update that was
+published but not applied within `republish_after_s` (the embedded broker forgets everything on restart); the
+applier's dedup by event id and per-key sequence makes the duplicates harmless.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import sqlalchemy as sa
+from confluent_kafka import KafkaError, KafkaException, Producer
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from connectors import relay_store as store
+from core.broker import BrokerError, ensure_topics
+from core.db import AdvisoryLocks
+
+log = logging.getLogger("strangler.relay")
+
+RELAY_LOCK_KEY = AdvisoryLocks.RELAY  # one active relay per control-plane database
+
+PRODUCER_DEFAULTS: dict[str, Any] = {
+    "enable.idempotence": True,
+    "acks": "all",
+    # A broker that lost a topic (the embedded one on restart) would auto-create it with its default partition
+    # count and scatter our keys; the relay recreates topics itself, with the configured partitions.
+    "allow.auto.create.topics": False,
+    "topic.metadata.propagation.max.ms": 2000,
+    "linger.ms": 5,
+    "batch.size": 1_000_000,
+    "queue.buffering.max.messages": 500_000,
+}
+
+
+def default_backoff(failures: int) -> float:
+    """Return the wait after `failures` consecutive failures: 0.2 s doubling up to 5 s."""
+    return float(min(5.0, 0.2 * 2 ** (failures - 1)))
+
+
+@dataclass
+class _Batch:
+    """Rows sent together; `outcome` fills from delivery reports (None means acknowledged)."""
+
+    rows: Sequence[Any]
+    deadline: float
+    started: float
+    outcome: dict[int, KafkaError | None] = field(default_factory=dict)
+
+    @property
+    def complete(self) -> bool:
+        return len(self.outcome) >= len(self.rows)
+
+
+@dataclass
+class PassResult:
+    """What one pass over the outbox did: rows read, rows marked published, and whether the broker let us down."""
+
+    read: int = 0
+    marked: int = 0
+    failed: bool = False
+
+
+class OutboxRelay:
+    """Publish unpublished outbox rows in id order and mark them published only once Kafka acknowledged them."""
+
+    def __init__(
+        self,
+        engine: sa.Engine,
+        producer_config: Mapping[str, Any] | str,
+        *,
+        batch_size: int = 500,
+        pipeline_depth: int = 4,
+        flush_timeout_s: float = 10.0,
+        topics: Mapping[str, int] | None = None,
+        republish_after_s: float = 30.0,
+        watchdog_interval_s: float = 5.0,
+        idle_wait_s: float = 0.05,
+        standby_poll_s: float = 1.0,
+        lock_key: int = RELAY_LOCK_KEY,
+        registry: CollectorRegistry | None = None,
+        backoff: Callable[[int], float] = default_backoff,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        config = {"bootstrap.servers": producer_config} if isinstance(producer_config, str) else dict(producer_config)
+        self.producer_config = {**PRODUCER_DEFAULTS, "logger": log, **config}
+        self.engine = engine
+        self.batch_size = batch_size
+        self.pipeline_depth = pipeline_depth
+        self.flush_timeout_s = flush_timeout_s
+        self.topics = dict(topics or {})
+        self.republish_after_s = republish_after_s
+        self.watchdog_interval_s = watchdog_interval_s
+        self.idle_wait_s = idle_wait_s
+        self.standby_poll_s = standby_poll_s
+        self.lock_key = lock_key
+        self.backoff = backoff
+        self.clock = clock
+        self.registry = registry if registry is not None else CollectorRegistry()
+        self.registry.register(store.OutboxBacklogCollector(engine))
+        r = self.registry
+        self.published = Counter("strangler_relay_published", "Outbox rows acknowledged by Kafka", registry=r)
+        self.republished = Counter("strangler_relay_republished", "Events queued again by the watchdog", registry=r)
+        self.unacknowledged = Counter("strangler_relay_unacknowledged", "Rows sent, not acknowledged", registry=r)
+        self.active = Gauge("strangler_relay_active", "1 while this relay holds the relay lock", registry=r)
+        self.batch_seconds = Histogram(
+            "strangler_relay_batch_seconds", "One batch from read to marked published", registry=r,
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+        )  # fmt: skip
+        self._conn: sa.Connection | None = None  # holds the advisory lock while active
+        self._producer: Producer | None = None
+        self._topics_ready = False
+        self._failures = 0
+        self._next_watchdog = 0.0
+
+    # --- leadership -------------------------------------------------------------------------------------------------
+
+    @property
+    def is_active(self) -> bool:
+        return self._conn is not None
+
+    def acquire(self) -> bool:
+        """Try once to become the active relay; return True if this relay holds the lock."""
+        if self._conn is not None:
+            return True
+        conn = self._connect()
+        try:
+            got = conn.execute(sa.select(sa.func.pg_try_advisory_lock(self.lock_key))).scalar_one()
+            if got:
+                # A burst makes the unpublished set large before statistics catch up; a bitmap scan plus sort would
+                # then read the whole backlog for every batch, where the ordered scan of the partial index reads one.
+                conn.exec_driver_sql("SET enable_bitmapscan = off")
+        except BaseException:
+            conn.invalidate()
+            conn.close()
+            raise
+        if not got:
+            conn.close()
+            return False
+        self._conn, self._topics_ready, self._next_watchdog = conn, False, 0.0
+        self.active.set(1)
+        log.info("relay active (holds advisory lock %d)", self.lock_key)
+        return True
+
+    def release(self) -> None:
+        """Stop being the active relay: drop the producer and close the lock's session (which frees the lock)."""
+        self._discard_producer()
+        conn, self._conn = self._conn, None
+        self.active.set(0)
+        if conn is not None:
+            conn.invalidate()  # closing the session frees the lock; never hand a lock-holding session to the pool
+            conn.close()
+
+    def _connect(self) -> sa.Connection:
+        return self.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+
+    def _work_conn(self) -> sa.Connection:
+        if self._conn is None and not self.acquire():
+            raise RuntimeError("another relay is active")
+        assert self._conn is not None
+        return self._conn
+
+    # --- publishing -------------------------------------------------------------------------------------------------
+
+    def publish_batch(self) -> int:
+        """Publish one batch (rows in id order), wait for its delivery reports, mark the acknowledged; return count."""
+        conn = self._work_conn()
+        rows = conn.execute(store.select_unpublished, {"after": 0, "limit": self.batch_size}).all()
+        if not rows:
+            return 0
+        batch = self._send(rows)
+        producer = self._producer
+        if producer is not None:
+            producer.flush(self.flush_timeout_s)
+        ids, failed = self._settle(batch, set())
+        if failed:
+            self._broker_lost()
+        self._mark(conn, batch, ids)
+        return len(ids)
+
+    def publish_pass(self, stop: threading.Event, max_seconds: float = 5.0) -> PassResult:
+        """Publish unpublished rows with several batches in flight until none are left (or failure, stop, time up)."""
+        conn = self._work_conn()
+        rows = conn.execute(store.select_unpublished, {"after": 0, "limit": self.batch_size}).all()
+        if not rows:
+            return PassResult()  # idle: no marker thread, no second connection
+        batches: queue.Queue[_Batch | None] = queue.Queue(maxsize=self.pipeline_depth)
+        marker = _Marker(self, batches)
+        marker.start()
+        result, ends = PassResult(), self.clock() + max_seconds
+        try:
+            while rows:
+                result.read += len(rows)
+                batches.put(self._send(rows))
+                if stop.is_set() or marker.failed or marker.error or self.clock() > ends:
+                    break
+                after = rows[-1].id  # rows in flight are still unpublished: read on past them
+                rows = conn.execute(store.select_unpublished, {"after": after, "limit": self.batch_size}).all()
+        finally:
+            batches.put(None)
+            marker.join()
+        if marker.error is not None:
+            raise marker.error
+        result.marked, result.failed = marker.marked, marker.failed
+        if marker.failed:
+            self._broker_lost()
+        return result
+
+    def _send(self, rows: Sequence[Any]) -> _Batch:
+        now = time.perf_counter()
+        batch = _Batch(rows, deadline=self.clock() + self.flush_timeout_s, started=now)
+        outcome = batch.outcome
+        try:
+            producer = self._producer or self._new_producer()
+            produce = producer.produce
+            for row_id, topic, key, value, event_id in rows:
+
+                def report(err: KafkaError | None, _msg: object, row_id: int = row_id) -> None:
+                    outcome[row_id] = err
+
+                while True:
+                    try:
+                        produce(topic, value, key, headers={"event_id": event_id}, on_delivery=report)
+                        break
+                    except BufferError:
+                        producer.poll(0.05)  # the local queue is full: serve delivery reports until there is room
+        except KafkaException as exc:
+            log.warning("producer failed: %s", exc)  # rows without a report count as not acknowledged
+        return batch
+
+    def _settle(self, batch: _Batch, blocked: set[tuple[str, str]]) -> tuple[list[int], bool]:
+        """Return the rows safe to mark and whether any failed; a key with an unacknowledged row stays `blocked`."""
+        outcome = batch.outcome
+        if not blocked and batch.complete and all(err is None for err in outcome.values()):
+            return [row.id for row in batch.rows], False
+        safe = []
+        for row in batch.rows:
+            # A later row of a key whose earlier row failed waits, so the retry goes out before it again.
+            if row.id in outcome and outcome[row.id] is None and (row.topic, row.key) not in blocked:
+                safe.append(row.id)
+            else:
+                blocked.add((row.topic, row.key))
+        if len(safe) < len(batch.rows):
+            first = next((err for err in outcome.values() if err is not None), None)
+            log.warning(
+                "%d of %d rows not acknowledged (%s); they stay for the next round", len(batch.rows) - len(safe),
+                len(batch.rows), first.str() if first else "no delivery report in time",
+            )  # fmt: skip
+        return safe, len(safe) < len(batch.rows)
+
+    def _mark(self, conn: sa.Connection, batch: _Batch, ids: list[int]) -> None:
+        if ids:
+            chosen = set(ids)
+            event_ids = [row.event_id for row in batch.rows if row.id in chosen]
+            conn.execute(store.mark_published, {"ids": ids, "event_ids": event_ids})
+        self.published.inc(len(ids))
+        self.unacknowledged.inc(len(batch.rows) - len(ids))
+        self.batch_seconds.observe(time.perf_counter() - batch.started)
+
+    def _new_producer(self) -> Producer:
+        self._producer = Producer(self.producer_config)
+        return self._producer
+
+    def _broker_lost(self) -> None:
+        # Whatever this producer still holds could go out after a retried row of the same key: start afresh, and
+        # recreate topics first (a restarted embedded broker has none).
+        self._discard_producer()
+        self._topics_ready = False
+
+    def _discard_producer(self) -> None:
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            producer.purge()
+            producer.flush(0)  # serve the purge reports; nothing of this producer is marked any more
+
+    # --- the watchdog -----------------------------------------------------------------------------------------------
+
+    def requeue_stale(self) -> int:
+        """Queue again every event published over `republish_after_s` ago and still not applied; return how many."""
+        event_ids = self._work_conn().execute(store.requeue, {"after_s": self.republish_after_s}).scalars().all()
+        if event_ids:
+            self.republished.inc(len(event_ids))
+            log.warning(
+                "republishing %d events not applied within %gs (e.g. %s)",
+                len(event_ids), self.republish_after_s, ", ".join(event_ids[:5]),
+            )  # fmt: skip
+        return len(event_ids)
+
+    # --- the loop ---------------------------------------------------------------------------------------------------
+
+    def run(self, stop: threading.Event) -> None:
+        """Relay until `stop` is set: standby while another relay is active, wait out broker and database outages."""
+        standing_by = False
+        try:
+            while not stop.is_set():
+                try:
+                    if not self.acquire():
+                        if not standing_by:
+                            log.info("relay standing by: another relay holds advisory lock %d", self.lock_key)
+                        standing_by = True
+                        stop.wait(self.standby_poll_s)
+                        continue
+                    standing_by = False
+                    self._step(stop)
+                except sa.exc.DBAPIError as exc:
+                    log.warning("control-plane database unavailable (%s); retrying", exc.__class__.__name__)
+                    self.release()
+                    self._failed(stop)
+        finally:
+            self.release()
+
+    def _step(self, stop: threading.Event) -> None:
+        now = self.clock()
+        if now >= self._next_watchdog:
+            self._next_watchdog = now + self.watchdog_interval_s
+            self.requeue_stale()
+        if not self._topics_ready and self.topics:
+            try:
+                ensure_topics(self.producer_config["bootstrap.servers"], self.topics, timeout=5.0)
+                self._topics_ready = True
+            except (BrokerError, KafkaException) as exc:
+                log.warning("cannot ensure topics: %s", exc)
+                self._failed(stop)
+                return
+        result = self.publish_pass(stop, max_seconds=self.watchdog_interval_s)
+        if result.failed:
+            self._failed(stop)
+        elif result.read == 0:
+            self._failures = 0
+            stop.wait(self.idle_wait_s)
+        else:
+            self._failures = 0
+
+    def _failed(self, stop: threading.Event) -> None:
+        self._failures += 1
+        delay = self.backoff(self._failures)
+        log.warning("relay paused for %.1fs after %d consecutive failures", delay, self._failures)
+        stop.wait(delay)
+
+    def close(self) -> None:
+        """Release the lock and the producer (rows sent but not yet marked are simply published again)."""
+        self.release()
+
+
+class _Marker(threading.Thread):
+    """Serves delivery reports and marks each batch's acknowledged rows, in the order the batches were sent."""
+
+    def __init__(self, relay: OutboxRelay, batches: queue.Queue[_Batch | None]) -> None:
+        super().__init__(name="relay-marker", daemon=True)
+        self.relay, self.batches = relay, batches
+        self.marked = 0
+        self.failed = False
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        relay = self.relay
+        blocked: set[tuple[str, str]] = set()
+        conn: sa.Connection | None = None
+        try:
+            conn = relay._connect()
+            # The mark touches rows only by primary or unique key; when most requests are still `accepted` (a burst),
+            # the planner would rather scan the whole table for every batch.
+            conn.exec_driver_sql("SET enable_seqscan = off")
+            while (batch := self.batches.get()) is not None:
+                producer = relay._producer
+                while producer is not None and not batch.complete and relay.clock() < batch.deadline:
+                    producer.poll(0.05)
+                ids, failed = relay._settle(batch, blocked)
+                self.failed |= failed
+                relay._mark(conn, batch, ids)
+                self.marked += len(ids)
+            conn.exec_driver_sql("RESET enable_seqscan")
+        except BaseException as exc:  # handed to the pass, which raises it in the relay's thread
+            self.error = exc
+            if conn is not None:
+                conn.invalidate()
+            while self.batches.get() is not None:
+                pass  # keep taking batches so the sender never blocks on a full queue
+        finally:
+            if conn is not None:
+                conn.close()

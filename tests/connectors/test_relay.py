@@ -1,0 +1,395 @@
+"""The outbox relay against real PostgreSQL and the real embedded broker: order, acknowledgement, crashes, standbys."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import signal
+import subprocess
+import sys
+import threading
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+import sqlalchemy as sa
+from click.testing import CliRunner
+from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+from confluent_kafka.admin import AdminClient
+from prometheus_client.parser import text_string_to_metric_families
+
+from cli.events import relay as relay_command
+from connectors.relay import OutboxRelay
+from core.broker import EmbeddedBroker, ensure_topics
+from core.db import create_schema, event_outbox, event_requests, make_engine
+from core.events import Envelope
+from core.pgcluster import free_port
+from core.procs import wait_until
+from tests.builders import REPO, SHIPPED_RULES
+
+CAPABILITY = "profile.update"
+PARTITIONS = 6
+_names = itertools.count(1)
+
+
+# --- builders and probes --------------------------------------------------------------------------------------------
+
+
+def accept(engine: sa.Engine, topic: str, keys: int, per_key: int, first_sequence: int = 1) -> list[Envelope]:
+    """Write accepted requests and their outbox rows as the facade does, keys interleaved, each key in sequence."""
+    prefix = f"c{next(_names)}"
+    envelopes = [
+        Envelope(id=f"evt_{uuid.uuid4().hex}", type=CAPABILITY, capability=CAPABILITY, key=f"{prefix}-{k}",
+                 occurred_at="2026-01-01T00:00:00Z", request_id=f"req_{uuid.uuid4().hex}", sequence=seq,
+                 payload={"path_params": {"customer_id": f"{prefix}-{k}"}, "body": {"email": f"{seq}@x.test"}})
+        for seq in range(first_sequence, first_sequence + per_key)
+        for k in range(keys)
+    ]  # fmt: skip
+    with engine.begin() as conn:
+        conn.execute(
+            event_requests.insert(),
+            [
+                dict(request_id=e.request_id, event_id=e.id, client_id="portal", capability=CAPABILITY, key=e.key,
+                     sequence=e.sequence, state="accepted")
+                for e in envelopes
+            ],
+        )  # fmt: skip
+        # Ids follow the list, so each key's rows are in sequence order (the facade's per-key sequence lock ensures it).
+        conn.execute(
+            event_outbox.insert(), [dict(event_id=e.id, topic=topic, key=e.key, value=e.to_json()) for e in envelopes]
+        )
+    return envelopes
+
+
+def count(engine: sa.Engine, where: Any, table: sa.Table = event_outbox) -> int:
+    with engine.connect() as conn:
+        return int(conn.execute(sa.select(sa.func.count()).select_from(table).where(where)).scalar_one())
+
+
+def published(engine: sa.Engine) -> int:
+    return count(engine, event_outbox.c.published_at.is_not(None))
+
+
+def states(engine: sa.Engine) -> dict[str, str]:
+    with engine.connect() as conn:
+        return dict(conn.execute(sa.select(event_requests.c.event_id, event_requests.c.state)).all())
+
+
+def set_state(engine: sa.Engine, event_id: str, state: str) -> None:
+    with engine.begin() as conn:
+        conn.execute(event_requests.update().where(event_requests.c.event_id == event_id).values(state=state))
+
+
+@dataclass(frozen=True)
+class Record:
+    partition: int
+    offset: int
+    key: str
+    event_id: str
+    envelope: Envelope
+
+
+def consume(
+    bootstrap: str, topic: str, done: Callable[[list[Record]], bool], timeout: float = 30, group: bool = False
+) -> list[Record]:
+    """Read the topic from the start until `done(records)`, as a fresh consumer group or by direct assignment."""
+    consumer = Consumer({
+        "bootstrap.servers": bootstrap, "group.id": f"check-{uuid.uuid4().hex}", "session.timeout.ms": 6000,
+        "auto.offset.reset": "earliest", "enable.auto.commit": False, "log_level": 0,
+    })  # fmt: skip
+    if group:
+        consumer.subscribe([topic])
+    else:  # no group join to wait for (half of session.timeout.ms on this broker)
+        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(PARTITIONS)])
+    records: list[Record] = []
+
+    def more() -> bool:
+        for msg in consumer.consume(2000, timeout=0.2):
+            if msg.error() is None:
+                headers = dict(msg.headers() or [])
+                records.append(Record(msg.partition(), msg.offset(), msg.key().decode(),
+                                      headers["event_id"].decode(), Envelope.from_json(msg.value())))  # fmt: skip
+        return done(records)
+
+    try:
+        wait_until(more, timeout, interval=0, what=f"records on {topic} (have {len(records)})")
+    finally:
+        consumer.close()
+    return records
+
+
+def covers(event_ids: set[str]) -> Callable[[list[Record]], bool]:
+    return lambda records: event_ids <= {r.event_id for r in records}
+
+
+def sample(relay: OutboxRelay, name: str) -> float:
+    value = relay.registry.get_sample_value(name)
+    assert value is not None, name
+    return value
+
+
+# --- fixtures -------------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedBroker]:
+    """One embedded broker for the tests that never restart it."""
+    with EmbeddedBroker(log_path=tmp_path_factory.mktemp("tansu") / "tansu.log") as broker:
+        yield broker
+
+
+@pytest.fixture
+def own_kafka(tmp_path: Path) -> Iterator[EmbeddedBroker]:
+    """A broker this test may kill and restart."""
+    with EmbeddedBroker(log_path=tmp_path / "tansu.log") as broker:
+        yield broker
+
+
+@pytest.fixture
+def control(new_database: Callable[[str], str]) -> Iterator[sa.Engine]:
+    engine = make_engine(new_database("relay"), pool_size=4)
+    create_schema(engine)
+    yield engine
+    engine.dispose()
+
+
+def new_topic(bootstrap: str) -> str:
+    name = f"relay-test-{next(_names)}-{uuid.uuid4().hex[:6]}"
+    ensure_topics(bootstrap, {name: PARTITIONS})
+    return name
+
+
+@pytest.fixture
+def relays() -> Iterator[list[OutboxRelay]]:
+    made: list[OutboxRelay] = []
+    yield made
+    for relay in made:
+        relay.close()
+
+
+# --- in-process relay -----------------------------------------------------------------------------------------------
+
+
+def test_publishes_every_row_keyed_in_sequence_order_and_marks_only_those(
+    control: sa.Engine, kafka: EmbeddedBroker, relays: list[OutboxRelay]
+) -> None:
+    topic = new_topic(kafka.bootstrap)
+    envelopes = accept(control, topic, keys=50, per_key=20)
+    set_state(control, envelopes[0].id, "applied")  # settled already (an earlier delivery): never downgraded
+    set_state(control, envelopes[1].id, "failed")
+    relays.append(relay := OutboxRelay(control, kafka.bootstrap, batch_size=300))
+    assert sample(relay, "strangler_outbox_backlog") == 1000
+
+    rounds = [relay.publish_batch() for _ in range(5)]
+
+    assert rounds == [300, 300, 300, 100, 0]
+    records = consume(kafka.bootstrap, topic, lambda got: len(got) >= 1000, group=True)
+    assert len(records) == 1000
+    by_key: dict[str, list[Record]] = {}
+    for record in sorted(records, key=lambda r: (r.partition, r.offset)):
+        assert record.key == record.envelope.key and record.event_id == record.envelope.id
+        by_key.setdefault(record.key, []).append(record)
+    assert len(by_key) == 50
+    for key, seen in by_key.items():
+        assert len({r.partition for r in seen}) == 1, key
+        assert [r.envelope.sequence for r in seen] == list(range(1, 21)), key
+    assert count(control, event_outbox.c.publish_count == 1) == 1000 == published(control)
+    got = states(control)
+    assert got.pop(envelopes[0].id) == "applied" and got.pop(envelopes[1].id) == "failed"
+    assert set(got.values()) == {"published"}
+    assert count(control, event_requests.c.published_at.is_not(None), event_requests) == 998
+    assert sample(relay, "strangler_relay_published_total") == 1000
+    assert sample(relay, "strangler_outbox_backlog") == 0
+
+
+def test_nothing_is_marked_published_while_the_broker_is_down(
+    control: sa.Engine, own_kafka: EmbeddedBroker, relays: list[OutboxRelay]
+) -> None:
+    topic = new_topic(own_kafka.bootstrap)
+    envelopes = accept(control, topic, keys=10, per_key=10)
+    relays.append(relay := OutboxRelay(control, own_kafka.bootstrap, flush_timeout_s=1.0))
+    own_kafka.kill()
+
+    assert relay.publish_batch() == 0
+
+    assert published(control) == 0 and set(states(control).values()) == {"accepted"}
+    assert sample(relay, "strangler_relay_unacknowledged_total") == 100
+    own_kafka.start()
+    ensure_topics(own_kafka.bootstrap, {topic: PARTITIONS})
+    assert relay.publish_batch() == 100
+    assert published(control) == 100
+    consume(own_kafka.bootstrap, topic, covers({e.id for e in envelopes}))
+
+
+def test_the_loop_waits_out_a_broker_restart_and_recreates_its_topics(
+    control: sa.Engine, own_kafka: EmbeddedBroker, relays: list[OutboxRelay]
+) -> None:
+    topic = f"relay-restart-{uuid.uuid4().hex[:6]}"
+    relay = OutboxRelay(
+        control, own_kafka.bootstrap, batch_size=50, flush_timeout_s=1.0, topics={topic: PARTITIONS},
+        idle_wait_s=0.02, backoff=lambda failures: 0.1,
+    )  # fmt: skip
+    relays.append(relay)
+    stop = threading.Event()
+    loop = threading.Thread(target=relay.run, args=(stop,))
+    loop.start()
+    try:
+        accept(control, topic, keys=10, per_key=10)
+        wait_until(lambda: published(control) == 100, 20, what="first rows published")
+        own_kafka.kill()
+        later = accept(control, topic, keys=10, per_key=10, first_sequence=11)
+        wait_until(lambda: sample(relay, "strangler_relay_unacknowledged_total") > 0, 20, what="a failed round")
+        assert published(control) == 100  # nothing of the second lot was marked while the broker was away
+        own_kafka.start()  # empty: no topics at all
+        wait_until(lambda: published(control) == 200, 20, what="the rest published after the restart")
+    finally:
+        stop.set()
+        loop.join(10)
+    assert not loop.is_alive()
+    topics = AdminClient({"bootstrap.servers": own_kafka.bootstrap}).list_topics(timeout=5).topics
+    assert len(topics[topic].partitions) == PARTITIONS  # recreated as configured, not auto-created by a produce
+    consume(own_kafka.bootstrap, topic, covers({e.id for e in later}))
+
+
+def test_the_watchdog_requeues_unapplied_events_after_the_deadline_and_leaves_settled_ones(
+    control: sa.Engine, kafka: EmbeddedBroker, relays: list[OutboxRelay]
+) -> None:
+    topic = new_topic(kafka.bootstrap)
+    a1, b1, a2, b2, a3, b3 = accept(control, topic, keys=2, per_key=3)
+    relays.append(relay := OutboxRelay(control, kafka.bootstrap, republish_after_s=0.3))
+    assert relay.publish_batch() == 6
+    set_state(control, a1.id, "applied")
+    set_state(control, b1.id, "applied")
+    set_state(control, b2.id, "applied")
+    set_state(control, b3.id, "failed")
+    relays.append(patient := OutboxRelay(control, kafka.bootstrap, republish_after_s=100, lock_key=1))
+    assert patient.requeue_stale() == 0  # nothing is late yet by its deadline
+
+    wait_until(lambda: relay.requeue_stale() > 0, 10, what="the watchdog to find late events")
+
+    with control.connect() as conn:
+        queued = set(conn.execute(sa.select(event_outbox.c.event_id).where(event_outbox.c.published_at.is_(None))))
+    assert {row.event_id for row in queued} == {a2.id, a3.id}
+    assert sample(relay, "strangler_relay_republished_total") == 2
+    assert relay.publish_batch() == 2
+    assert count(control, event_outbox.c.publish_count == 2) == 2
+    assert states(control)[a2.id] == "published" and states(control)[b3.id] == "failed"
+    # Published twice, an event is late only after twice the deadline: a stuck key is not flooded with copies.
+    age(control, {a2.id, a3.id}, seconds=150)
+    assert patient.requeue_stale() == 0
+    age(control, {a2.id, a3.id}, seconds=250)
+    assert patient.requeue_stale() == 2
+
+
+def age(engine: sa.Engine, event_ids: set[str], seconds: float) -> None:
+    """Pretend these events' outbox rows were last published `seconds` ago."""
+    with engine.begin() as conn:
+        conn.execute(
+            event_outbox.update()
+            .where(event_outbox.c.event_id.in_(event_ids))
+            .values(published_at=sa.func.now() - sa.text(f"interval '{seconds} seconds'"))
+        )
+
+
+# --- relay processes ------------------------------------------------------------------------------------------------
+
+
+class RelayProcess:
+    """`strangler relay` as a real process (its own process group), configured by environment like production."""
+
+    def __init__(self, database_url: str, bootstrap: str, log: Path, metrics_port: int | None = None) -> None:
+        env = {**os.environ, "STRANGLER_DATABASE_URL": database_url, "STRANGLER_KAFKA_BOOTSTRAP": bootstrap,
+               "STRANGLER_RULES": str(SHIPPED_RULES)}  # fmt: skip
+        argv = [sys.executable, "-c", "from cli.events import relay; relay()", "--batch-size", "20"]
+        if metrics_port is not None:
+            argv += ["--metrics-port", str(metrics_port), "--metrics-addr", "127.0.0.1"]
+        self.metrics_port = metrics_port
+        with open(log, "ab") as out:
+            self.proc = subprocess.Popen(argv, cwd=REPO, env=env, stdout=out, stderr=out, start_new_session=True)
+
+    def signal(self, sig: int) -> int:
+        os.killpg(self.proc.pid, sig)
+        return self.proc.wait(15)
+
+    def metric(self, name: str) -> float | None:
+        try:
+            text = requests.get(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=1).text
+        except requests.RequestException:
+            return None
+        for family in text_string_to_metric_families(text):
+            for s in family.samples:
+                if s.name == name:
+                    return float(s.value)
+        return None
+
+
+@pytest.fixture
+def processes() -> Iterator[list[RelayProcess]]:
+    started: list[RelayProcess] = []
+    yield started
+    for process in started:
+        if process.proc.poll() is None:
+            process.signal(signal.SIGKILL)
+
+
+def test_a_relay_killed_again_and_again_publishes_every_row_and_marks_only_acknowledged_ones(
+    control: sa.Engine, kafka: EmbeddedBroker, processes: list[RelayProcess], tmp_path: Path
+) -> None:
+    topic = new_topic(kafka.bootstrap)
+    url = control.url.render_as_string(hide_password=False)
+    accepted: list[Envelope] = []
+    killed_mid_stream = 0
+    for round_ in range(5):
+        accepted += accept(control, topic, keys=50, per_key=30, first_sequence=1)
+        before = published(control)
+        processes.append(process := RelayProcess(url, kafka.bootstrap, tmp_path / "relay.log"))
+        wait_until(lambda b=before: published(control) > b, 30, interval=0.01, what=f"progress in round {round_}")
+        assert process.signal(signal.SIGKILL) == -signal.SIGKILL
+        killed_mid_stream += published(control) < len(accepted)
+    assert killed_mid_stream >= 3, "the kills should land while rows are still waiting"
+
+    processes.append(last := RelayProcess(url, kafka.bootstrap, tmp_path / "relay.log"))
+    wait_until(lambda: published(control) == len(accepted), 60, what="every row published")
+    assert last.signal(signal.SIGTERM) == 0  # a clean stop on SIGTERM
+    # Every row marked published is on the topic: nothing was marked before the broker acknowledged it.
+    consume(kafka.bootstrap, topic, covers({e.id for e in accepted}))
+    assert set(states(control).values()) == {"published"}
+
+
+def test_a_second_relay_stands_by_and_takes_over_when_the_first_dies(
+    control: sa.Engine, kafka: EmbeddedBroker, processes: list[RelayProcess], tmp_path: Path
+) -> None:
+    topic = new_topic(kafka.bootstrap)
+    url = control.url.render_as_string(hide_password=False)
+    for name in ("a", "b"):
+        processes.append(RelayProcess(url, kafka.bootstrap, tmp_path / f"relay-{name}.log", free_port()))
+
+    def roles() -> list[float | None]:
+        return [p.metric("strangler_relay_active") for p in processes]
+
+    wait_until(lambda: sorted(roles(), key=str) == [0.0, 1.0], 30, what="one active relay and one standby")
+    active, standby = sorted(processes, key=lambda p: -(p.metric("strangler_relay_active") or 0))
+    first = accept(control, topic, keys=10, per_key=10)
+    wait_until(lambda: published(control) == 100, 20, what="the active relay to publish")
+    assert standby.metric("strangler_relay_published_total") == 0.0
+    assert standby.metric("strangler_relay_active") == 0.0
+
+    assert active.signal(signal.SIGKILL) == -signal.SIGKILL
+    later = accept(control, topic, keys=10, per_key=10, first_sequence=11)
+
+    wait_until(lambda: published(control) == 200, 30, what="the standby to take over")
+    assert standby.metric("strangler_relay_active") == 1.0
+    assert standby.metric("strangler_relay_published_total") == 100.0
+    consume(kafka.bootstrap, topic, covers({e.id for e in first + later}))
+
+
+def test_the_relay_command_refuses_to_start_without_a_kafka_bootstrap(control: sa.Engine) -> None:
+    env = {"STRANGLER_DATABASE_URL": control.url.render_as_string(hide_password=False),
+           "STRANGLER_RULES": str(SHIPPED_RULES), "STRANGLER_KAFKA_BOOTSTRAP": None}  # fmt: skip
+    result = CliRunner().invoke(relay_command, [], env=env)
+    assert result.exit_code != 0
+    assert "STRANGLER_KAFKA_BOOTSTRAP is not set" in result.output
