@@ -1,0 +1,186 @@
+"""The facade's app factory: builds the route table, clients, modes and stores once, and keeps them on the app."""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import re
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from flask import Flask, Response, g, request
+from werkzeug.exceptions import HTTPException
+
+from connectors.adapters import adapter_registry
+from connectors.upstream import UpstreamClient
+from connectors.wiring import upstream_config
+from core.db import create_schema, make_engine
+from core.problems import problem
+from core.routestore import PostgresRouteStore
+from core.rules import RulesError, RuleSet, load_rules
+from core.settings import Settings
+from facade import ops, portal
+from facade.background import Periodic
+from facade.dispatch import Dispatcher
+from facade.events import EventsMode
+from facade.freshness import ReplicaFreshness
+from facade.idempotency import PostgresIdempotencyStore
+from facade.indoubt import InDoubtResolver
+from facade.livetable import LiveRoutes, RouteSnapshot
+from facade.logs import configure_logging
+from facade.metrics import FacadeMetrics
+from facade.modes import CanaryMode, CloudMode, LegacyMode, check_modes
+
+REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+OPEN_PATHS = ("/healthz", "/readyz", "/metrics")
+KEY_PURGE_INTERVAL_S = 60.0
+FRESHNESS_INTERVAL_S = 0.5
+log = logging.getLogger("strangler.facade")
+
+
+@dataclass
+class Facade:
+    """Everything the app built, kept on `app.extensions["strangler"]` so tests and shutdown can reach it."""
+
+    settings: Settings
+    engine: sa.Engine
+    routes: LiveRoutes
+    clients: Mapping[str, UpstreamClient]
+    in_doubt: InDoubtResolver
+    metrics: FacadeMetrics
+    background: Periodic
+
+    def close(self) -> None:
+        """Stop the background threads and close connections."""
+        self.background.stop()
+        for client in self.clients.values():
+            client.close()
+        self.engine.dispose()
+
+
+def check_adapters(rules: RuleSet, known: Mapping[str, object]) -> None:
+    """Refuse rules that name an adapter the platform does not have, with the file and line."""
+    for cap in rules.capabilities.values():
+        for upstream, name in cap.adapters.items():
+            if name not in known:
+                raise RulesError(rules.source, cap.line, f"unknown adapter {name!r} for {upstream}", cap.name)
+
+
+def breaker_listener(metrics: FacadeMetrics, upstream: str) -> Callable[[str, str], None]:
+    """Return a breaker listener that keeps the upstream's breaker gauge current."""
+
+    def changed(old: str, new: str) -> None:
+        metrics.set_breaker(upstream, new)
+        log.warning("circuit breaker changed", extra={"upstream": upstream, "from": old, "to": new})
+
+    return changed
+
+
+def report_lag(freshness: ReplicaFreshness, metrics: FacadeMetrics) -> None:
+    """Refresh the known replica lag and expose it (NaN while unknown)."""
+    freshness.refresh()
+    metrics.replica_lag.set(float("nan") if freshness.lag_ms is None else freshness.lag_ms / 1000)
+
+
+def create_app(settings: Settings, rules: RuleSet | None = None) -> Flask:
+    """Build a facade app for these settings; rules default to the settings' rules file (refused if invalid)."""
+    configure_logging()
+    rules = rules or load_rules(settings.rules_path)
+    adapters = adapter_registry()
+    check_adapters(rules, adapters)
+    engine = make_engine(settings.database_url)
+    create_schema(engine)
+    store = PostgresRouteStore(engine)
+    store.seed(rules, actor="facade")
+    metrics = FacadeMetrics(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+    clients = {
+        name: UpstreamClient(
+            upstream_config(spec, settings.upstream_urls.get(name)), on_breaker_change=breaker_listener(metrics, name)
+        )
+        for name, spec in rules.upstreams.items()
+    }
+    dispatcher = Dispatcher(clients, adapters, metrics)
+    resolver = InDoubtResolver(
+        engine, dispatcher, rules.capabilities, metrics, settings.in_doubt_grace_s, settings.watchdog_interval_s
+    )
+
+    def on_change(snapshot: RouteSnapshot) -> None:
+        resolver.capabilities = snapshot.rules.capabilities
+        metrics.route_version.set(snapshot.version)
+
+    live = LiveRoutes(
+        store, rules, settings.rules_path if rules.source == str(settings.rules_path) else None, on_change
+    )
+    metrics.route_version.set(live.snapshot.version)
+    background = Periodic()
+    facade = Facade(settings, engine, live, clients, resolver, metrics, background)
+
+    app = Flask("strangler.facade")
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    app.extensions["strangler"] = facade
+    idem = PostgresIdempotencyStore(engine, settings.idempotency_ttl_s, settings.idempotency_lease_s)
+    freshness = ReplicaFreshness(engine)
+    modes = check_modes(
+        {
+            "legacy": LegacyMode(dispatcher),
+            "cloud": CloudMode(dispatcher, freshness),
+            "canary": CanaryMode(dispatcher),
+            "events": EventsMode(dispatcher, engine),
+        }
+    )
+    app.register_blueprint(portal.make_blueprint(portal.Portal(live, modes, idem, resolver, metrics, engine)))
+    app.register_blueprint(ops.make_blueprint(engine, clients, live, metrics))
+    install_request_hooks(app, settings)
+    background.every(settings.route_poll_s, "routes", live.refresh)
+    background.every(settings.watchdog_interval_s, "in-doubt", resolver.sweep)
+    background.every(KEY_PURGE_INTERVAL_S, "key-purge", idem.purge_expired)
+    background.every(FRESHNESS_INTERVAL_S, "replica-lag", lambda: report_lag(freshness, metrics))
+    return app
+
+
+def install_request_hooks(app: Flask, settings: Settings) -> None:
+    """Give every request an id and a client, and every error a problem-details body."""
+
+    @app.before_request
+    def identify() -> Response | None:
+        incoming = request.headers.get("X-Request-ID", "")
+        g.request_id = incoming if REQUEST_ID.match(incoming) else uuid.uuid4().hex
+        if request.path in OPEN_PATHS:
+            g.client_id = "-"
+            return None
+        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+        client = settings.api_keys.get(token) if scheme.lower() == "bearer" else None
+        if client is None:
+            return portal.to_response(
+                problem(401, "unauthorized", "Unauthorized", "send Authorization: Bearer <api key>",
+                        headers={"WWW-Authenticate": 'Bearer realm="strangler"'})
+            )  # fmt: skip
+        g.client_id = client
+        return None
+
+    @app.after_request
+    def tag(response: Response) -> Response:
+        response.headers["X-Request-ID"] = g.get("request_id", "")
+        return response
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException) -> Response:
+        code = exc.code or 500
+        slug = {413: "body-too-large", 404: "no-such-route", 405: "method-not-allowed"}.get(code, "http-error")
+        detail = f"the body exceeds {settings.max_body_bytes} bytes" if code == 413 else (exc.description or "")
+        return portal.to_response(problem(code, slug, exc.name, detail))
+
+    @app.errorhandler(Exception)
+    def unexpected(exc: Exception) -> Response:
+        log.exception("unhandled error", extra={"request_id": g.get("request_id")})
+        return portal.to_response(problem(500, "internal-error", "Internal error", f"request id {g.get('request_id')}"))
+
+
+def create_app_from_env() -> Flask:
+    """Build the app from STRANGLER_* variables: the gunicorn entry point (`facade.app:create_app_from_env()`)."""
+    app = create_app(Settings.from_env())
+    atexit.register(app.extensions["strangler"].close)
+    return app
