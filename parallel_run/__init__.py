@@ -1,0 +1,1 @@
+"""Shadow traffic, outcome comparison and reconciliation reports (arrives with the parallel-run issue)."""
