@@ -1,0 +1,250 @@
+"""Events benchmark: accept latency (events vs legacy mode), relay vs a bare producer, accept→applied latency at 200/s.
+
+Run: `make bench-events` (or `.venv/bin/python -m bench.events`). Everything starts and stops inside one run:
+PostgreSQL, the sandbox legacy core, the embedded broker, the facade, the relay and the applier.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import requests
+import sqlalchemy as sa
+from confluent_kafka import Producer
+
+from bench.loadgen import percentile
+from cli.stack import Stack, StackOptions
+from connectors.relay import OutboxRelay
+from core.broker import ensure_topics
+from core.db import event_outbox, event_requests, make_engine
+from core.events import Envelope
+from core.procs import wait_until
+
+RESULTS = Path(__file__).resolve().parent / "results"
+RELAY_ROWS = 100_000
+PRODUCER = {
+    "enable.idempotence": True,
+    "acks": "all",
+    "linger.ms": 5,
+    "batch.size": 1_000_000,
+    "compression.type": "none",
+}
+
+
+def log(line: str) -> None:
+    print(f"[events-bench] {line}", file=sys.stderr, flush=True)
+
+
+def paced(rate: float, seconds: float, threads: int, call: Callable[[int], None]) -> None:
+    """Call `call(i)` at `rate` per second for `seconds`, spread over `threads` threads on a shared schedule."""
+    total = int(rate * seconds)
+    start = time.perf_counter() + 0.2
+
+    def worker(offset: int) -> None:
+        for i in range(offset, total, threads):
+            delay = start + i / rate - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+            call(i)
+
+    pool = [threading.Thread(target=worker, args=(t,)) for t in range(threads)]
+    for thread in pool:
+        thread.start()
+    for thread in pool:
+        thread.join()
+
+
+class EventsBench:
+    """The three measurements against one running stack."""
+
+    def __init__(self, stack: Stack) -> None:
+        self.stack = stack
+        self.engine = make_engine(stack.urls["control"], pool_size=4)
+        self.local = threading.local()
+        self.figures: dict[str, Any] = {}
+
+    def session(self) -> requests.Session:
+        if not hasattr(self.local, "session"):
+            self.local.session = requests.Session()
+            self.local.session.headers["Authorization"] = f"Bearer {self.stack.api_key}"
+        return self.local.session
+
+    def routes(self, *args: str) -> None:
+        env = {**os.environ, **self.stack.facade_env}
+        subprocess.run([sys.executable, "-m", "cli.main", "routes", *args], env=env, check=True, capture_output=True)
+
+    def faults(self, **faults: Any) -> None:
+        requests.put(self.stack.urls["legacy"] + "/__admin/faults", json=faults, timeout=5).raise_for_status()
+
+    def accept_latency(self, mode: str, n: int = 400, rate: float = 40.0) -> dict[str, float]:
+        """Latency of PATCH profile as the caller sees it, at a modest fixed rate."""
+        self.routes("set", "profile.update", "--mode", mode, "--reason", f"benchmark: {mode} accept latency")
+        url = self.stack.urls["facade"] + "/v1/customers/{}/profile"
+        expect = 202 if mode == "events" else 200
+        wait_until(lambda: self.session().patch(url.format(1), json={"phone": "+1 000"}).status_code == expect, 10)
+        latencies: list[float] = []
+        errors = 0
+        lock = threading.Lock()
+
+        def call(i: int) -> None:
+            nonlocal errors
+            t0 = time.perf_counter()
+            response = self.session().patch(url.format(1 + i % 500), json={"phone": f"+47 {i:07d}"}, timeout=30)
+            ms = (time.perf_counter() - t0) * 1000
+            with lock:
+                latencies.append(ms)
+                errors += response.status_code != expect
+
+        paced(rate, n / rate, 8, call)
+        latencies.sort()
+        return {"p50_ms": percentile(latencies, 50), "p99_ms": percentile(latencies, 99), "errors": errors, "n": n}
+
+    def relay_vs_bare(self) -> dict[str, float]:
+        """Drain RELAY_ROWS outbox rows with the relay vs produce the same records with a bare producer loop."""
+        for name in ("relay", "applier"):
+            self.stack.services[name].stop()
+        bootstrap = self.stack.urls["kafka"]
+        ensure_topics(bootstrap, {"bench.relay": 6, "bench.bare": 6})
+        values = [
+            Envelope(
+                id=uuid.uuid4().hex, type="bench.requested", capability="bench.update", key=str(i % 1000),
+                occurred_at="2026-01-01T00:00:00Z", request_id="bench", sequence=i // 1000 + 1,
+                payload={"path_params": {"customer_id": str(i % 1000)}, "body": {"phone": "+47 1234567"}},
+            ).to_json()
+            for i in range(RELAY_ROWS)
+        ]  # fmt: skip
+        log(f"bare producer: {RELAY_ROWS} records of ~{len(values[0])} bytes")
+        producer = Producer({"bootstrap.servers": bootstrap, **PRODUCER})
+        t0 = time.perf_counter()
+        for i, value in enumerate(values):
+            while True:
+                try:
+                    producer.produce("bench.bare", value=value, key=str(i % 1000))
+                    break
+                except BufferError:
+                    producer.poll(0.01)
+            producer.poll(0)
+        producer.flush(60)
+        bare = RELAY_ROWS / (time.perf_counter() - t0)
+        log(f"loading {RELAY_ROWS} outbox rows")
+        with self.engine.begin() as conn:
+            conn.execute(
+                event_outbox.insert(),
+                [{"event_id": uuid.uuid4().hex, "topic": "bench.relay", "key": str(i % 1000), "value": v}
+                 for i, v in enumerate(values)],
+            )  # fmt: skip
+            conn.execute(sa.text("ANALYZE strangler.event_outbox"))
+        relay = OutboxRelay(self.engine, bootstrap, batch_size=2000)
+        stop = threading.Event()
+        thread = threading.Thread(target=relay.run, args=(stop,))
+        t0 = time.perf_counter()
+        thread.start()
+
+        def drained() -> bool:
+            with self.engine.connect() as conn:
+                query = sa.select(sa.func.count()).where(event_outbox.c.published_at.is_(None))
+                return conn.execute(query.select_from(event_outbox)).scalar_one() == 0
+
+        wait_until(drained, 300, interval=0.05, what="the relay to drain the outbox")
+        relayed = RELAY_ROWS / (time.perf_counter() - t0)
+        stop.set()
+        thread.join()
+        self.stack.start_worker("relay")
+        self.stack.start_worker("applier")
+        return {"relay_events_per_s": relayed, "bare_producer_events_per_s": bare, "ratio": relayed / bare}
+
+    def accept_to_applied(self, rate: float = 200.0, seconds: float = 15.0) -> dict[str, float]:
+        """End-to-end: accept at `rate`/s, then read accepted→applied from the control plane."""
+        self.routes("set", "profile.update", "--mode", "events", "--reason", "benchmark: end to end")
+        url = self.stack.urls["facade"] + "/v1/customers/{}/profile"
+        ids: list[str] = []
+        lock = threading.Lock()
+
+        def call(i: int) -> None:
+            response = self.session().patch(url.format(1 + i % 500), json={"phone": f"+48 {i:07d}"}, timeout=30)
+            with lock:
+                ids.append(response.json()["request_id"])
+
+        paced(rate, seconds, 16, call)
+        query = sa.select(sa.func.extract("epoch", event_requests.c.applied_at - event_requests.c.accepted_at)).where(
+            event_requests.c.request_id.in_(ids), event_requests.c.state == "applied"
+        )
+
+        def all_applied() -> bool:
+            with self.engine.connect() as conn:
+                return len(conn.execute(query).all()) == len(ids)
+
+        try:
+            wait_until(all_applied, 120, interval=0.2, what="every update applied")
+        except TimeoutError:
+            with self.engine.connect() as conn:
+                states = conn.execute(
+                    sa.select(event_requests.c.state, sa.func.count())
+                    .where(event_requests.c.request_id.in_(ids))
+                    .group_by(event_requests.c.state)
+                ).all()
+            raise TimeoutError(f"not every update was applied: {dict(states)} of {len(ids)}") from None
+        with self.engine.connect() as conn:
+            lags = sorted(float(v) * 1000 for (v,) in conn.execute(query))
+        return {"n": len(ids), "rate": rate, "p50_ms": percentile(lags, 50), "p99_ms": percentile(lags, 99)}
+
+    def run(self) -> dict[str, Any]:
+        self.faults(latency_ms=50, paths=["/CBS/CUST/"])
+        log("accept latency, legacy mode (legacy answers in 50 ms)")
+        self.figures["legacy_accept"] = self.accept_latency("legacy")
+        log("accept latency, events mode (legacy answers in 50 ms)")
+        self.figures["events_accept"] = self.accept_latency("events")
+        self.faults(latency_ms=0)
+        requests.delete(self.stack.urls["legacy"] + "/__admin/faults", timeout=5)
+        log("accept -> applied at 200 updates/s")
+        self.figures["accept_to_applied"] = self.accept_to_applied()
+        log("relay vs bare producer")
+        self.figures["relay"] = self.relay_vs_bare()
+        return self.figures
+
+
+def report(f: dict[str, Any]) -> bool:
+    rows = [
+        ("events accept p99 <= 15 ms", f["events_accept"]["p99_ms"] <= 15),
+        ("legacy accept p99 >= 50 ms (the comparison holds)", f["legacy_accept"]["p99_ms"] >= 50),
+        ("relay >= 50% of the bare producer", f["relay"]["ratio"] >= 0.5),
+        ("relay >= 10,000 events/s", f["relay"]["relay_events_per_s"] >= 10_000),
+        ("accept->applied p99 <= 1 s at 200/s", f["accept_to_applied"]["p99_ms"] <= 1000),
+    ]
+    print("\n== events benchmark ==")
+    for name in ("legacy_accept", "events_accept"):
+        r = f[name]
+        print(f"{name:18} p50 {r['p50_ms']:7.2f} ms   p99 {r['p99_ms']:7.2f} ms   errors {r['errors']}/{r['n']}")
+    r = f["relay"]
+    relay, bare = r["relay_events_per_s"], r["bare_producer_events_per_s"]
+    print(f"relay              {relay:9,.0f} events/s   bare producer {bare:9,.0f} events/s   ratio {r['ratio']:.2f}")
+    r = f["accept_to_applied"]
+    print(f"accept->applied    p50 {r['p50_ms']:7.1f} ms   p99 {r['p99_ms']:7.1f} ms   ({r['n']} at {r['rate']:g}/s)")
+    for name, ok in rows:
+        print(f"  {'PASS' if ok else 'FAIL'}  {name}")
+    return all(ok for _, ok in rows)
+
+
+def main() -> None:
+    options = StackOptions(
+        customers=1000, facade_workers=2, facade_threads=32, log=log, applier_workers=16,
+        keep_logs=bool(os.environ.get("STRANGLER_KEEP_LOGS")),
+    )  # fmt: skip
+    with Stack(options) as stack:
+        figures = EventsBench(stack).run()
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "events.json").write_text(json.dumps(figures, indent=2))
+    report(figures)
+
+
+if __name__ == "__main__":
+    main()
