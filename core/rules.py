@@ -10,10 +10,10 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from core.yamlconf import YamlConfigError, parse_validated
+from core.yamlconf import YamlConfigError, line_for, parse_validated
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-MODES = frozenset({"legacy", "cloud", "canary", "events"})
+MODES = frozenset({"legacy", "cloud", "canary", "events", "parallel"})
 PARAM = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 WERKZEUG_PARAM = re.compile(r"<(?:[^:<>]+:)?([^<>]+)>")
 
@@ -54,6 +54,51 @@ class UpstreamSpec:
 class CanarySpec:
     percent: float = 0.0
     sticky_by: str = ""
+    shadow: bool = False  # also send each call to the other side, off the caller's path, and compare
+
+
+@dataclass(frozen=True)
+class ParallelSpec:
+    """How a capability is shadowed: who answers (None = the capability's primary) and how much is compared."""
+
+    primary: str | None = None
+    sample_percent: float = 100.0
+    noise_percent: float = 10.0  # reads only: share of calls also sent to the primary twice to learn noise
+    shadow_timeout_ms: int = 2000
+
+
+@dataclass(frozen=True)
+class CompareSpec:
+    """How two outcomes of a capability are compared; every key is a JSON path like `$.items[*].amount`."""
+
+    ignore: tuple[str, ...] = ()
+    critical: tuple[str, ...] = ()  # never ignored silently: a difference here blocks a cutover
+    tolerance: Mapping[str, float] = field(default_factory=dict)
+    fold: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # "case", "whitespace"
+    timestamps: Mapping[str, str] = field(default_factory=dict)  # truncate to day|hour|minute|second
+    unordered: Mapping[str, str] = field(default_factory=dict)  # list path -> the member keying its items
+    normalise: Mapping[str, str] = field(default_factory=dict)  # path -> a named normaliser function
+    line: int = 0
+
+
+@dataclass(frozen=True)
+class ReadinessSpec:
+    """What a parallel run must show before the capability may be cut over."""
+
+    min_comparisons: int = 1000
+    min_match_rate: float = 0.999
+    max_critical_mismatches: int = 0
+    window_s: int = 86400  # the evidence must span at least this long (first to last comparison)
+
+
+@dataclass(frozen=True)
+class GuardSpec:
+    """When a canary is rolled back to legacy on its own: rates over the last `window_s` seconds."""
+
+    max_mismatch_rate: float = 0.01
+    max_error_rate: float = 0.05
+    min_samples: int = 20
+    window_s: int = 300
 
 
 @dataclass(frozen=True)
@@ -89,6 +134,10 @@ class CapabilitySpec:
     canary: CanarySpec = CanarySpec()
     events: EventsSpec | None = None
     max_lag_ms: int | None = None  # cloud reads of replicated data: answer from legacy while the replica lags more
+    parallel: ParallelSpec = ParallelSpec()
+    compare: CompareSpec = CompareSpec()
+    readiness: ReadinessSpec = ReadinessSpec()
+    guard: GuardSpec = GuardSpec()
     line: int = 0
 
     @property
@@ -98,6 +147,16 @@ class CapabilitySpec:
     @property
     def path_params(self) -> tuple[str, ...]:
         return tuple(WERKZEUG_PARAM.findall(self.path))
+
+    @property
+    def parallel_primary(self) -> str:
+        """The side that answers the caller in parallel mode."""
+        return self.parallel.primary or self.primary
+
+    @property
+    def parallel_shadow(self) -> str:
+        """The side that is shadowed in parallel mode: the other one of primary and secondary."""
+        return self.secondary if self.parallel_primary == self.primary else self.primary
 
 
 @dataclass(frozen=True)
@@ -131,7 +190,7 @@ def parse_rules(text: str, source: str = "<string>", modes: Collection[str] = MO
     capabilities: dict[str, CapabilitySpec] = {}
     seen_routes: dict[tuple[str, str], str] = {}
     for name, spec in data["capabilities"].items():
-        cap = _capability(name, spec, lines[("capabilities", name)])
+        cap = _capability(name, spec, lines[("capabilities", name)], line_for(lines, ("capabilities", name, "compare")))
         _check_capability(cap, upstreams, modes, source)
         route = (cap.method, PARAM.sub("{}", spec["match"]["path"]))
         if route in seen_routes:
@@ -167,7 +226,20 @@ def _upstream(name: str, spec: Mapping[str, Any]) -> UpstreamSpec:
     )
 
 
-def _capability(name: str, spec: Mapping[str, Any], line: int) -> CapabilitySpec:
+def _compare(spec: Mapping[str, Any], line: int) -> CompareSpec:
+    return CompareSpec(
+        ignore=tuple(spec.get("ignore", ())),
+        critical=tuple(spec.get("critical", ())),
+        tolerance={k: float(v) for k, v in spec.get("tolerance", {}).items()},
+        fold={k: tuple(v) for k, v in spec.get("fold", {}).items()},
+        timestamps=dict(spec.get("timestamps", {})),
+        unordered=dict(spec.get("unordered", {})),
+        normalise=dict(spec.get("normalise", {})),
+        line=line,
+    )
+
+
+def _capability(name: str, spec: Mapping[str, Any], line: int, compare_line: int) -> CapabilitySpec:
     canary = spec.get("canary", {})
     method = spec["match"]["method"]
     return CapabilitySpec(
@@ -182,9 +254,13 @@ def _capability(name: str, spec: Mapping[str, Any], line: int) -> CapabilitySpec
         idempotency=spec.get("idempotency", "none" if method in SAFE_METHODS else "required"),
         in_doubt=spec.get("in_doubt", "none"),
         read_timeout_ms=spec.get("read_timeout_ms"),
-        canary=CanarySpec(float(canary.get("percent", 0)), canary.get("sticky_by", "")),
+        canary=CanarySpec(float(canary.get("percent", 0)), canary.get("sticky_by", ""), canary.get("shadow", False)),
         events=EventsSpec(**spec["events"]) if "events" in spec else None,
         max_lag_ms=spec.get("max_lag_ms"),
+        parallel=ParallelSpec(**spec.get("parallel", {})),
+        compare=_compare(spec.get("compare", {}), compare_line),
+        readiness=ReadinessSpec(**spec.get("readiness", {})),
+        guard=GuardSpec(**spec.get("guard", {})),
         line=line,
     )
 
@@ -210,6 +286,16 @@ def _check_capability(
     for role, upstream in (("primary", cap.primary), ("secondary", cap.secondary)):
         if upstream not in upstreams:
             refuse(f"{role} upstream {upstream!r} is not declared under upstreams")
+    if cap.parallel.primary is not None and cap.parallel.primary not in (cap.primary, cap.secondary):
+        refuse(f"parallel.primary {cap.parallel.primary!r} is neither the primary nor the secondary")
+    if cap.is_write and cap.parallel.primary is not None and cap.parallel.primary != cap.primary:
+        # Only the secondary (cloud) side has a dry run; a shadow write to the primary (legacy) would move real money.
+        refuse("parallel.primary must stay the primary for a write: its shadow must be the side with a dry run")
+    if cap.mode == "parallel" and cap.events is not None:
+        refuse("a capability answered in events mode cannot be run in parallel")
+    overlap = set(cap.compare.ignore) & set(cap.compare.critical)
+    if overlap:
+        refuse(f"compare: {', '.join(sorted(overlap))} cannot be both ignored and critical")
     for upstream in cap.adapters:
         if upstream not in upstreams:
             refuse(f"adapter given for undeclared upstream {upstream!r}")

@@ -80,5 +80,9 @@ def parse_validated(text: str, source: str, schema: Mapping[str, Any]) -> tuple[
         err = errors[0]
         path = tuple(err.absolute_path)
         where = "/".join(str(p) for p in path) or "(top level)"
-        raise YamlConfigError(source, line_for(lines, _culprit(err, path, lines)), f"{where}: {err.message}", path)
+        message = err.message
+        if err.validator == "pattern" and isinstance(err.schema, dict) and "description" in err.schema:
+            # A bare regular expression tells the author little; the schema says what the value should look like.
+            message = f"{err.instance!r} is not {err.schema['description']}"
+        raise YamlConfigError(source, line_for(lines, _culprit(err, path, lines)), f"{where}: {message}", path)
     return data, lines

@@ -76,7 +76,8 @@ def test_critical_write_without_required_idempotency_is_refused() -> None:
 
 
 def test_canary_sticky_field_of_a_read_must_be_a_path_parameter() -> None:
-    text = shipped_rules_text().replace("canary: {sticky_by: account_id}", "canary: {sticky_by: customer}")
+    text = shipped_rules_text().replace("sticky_by: account_id", "sticky_by: customer")
+    assert text != shipped_rules_text()
     assert "not a path parameter" in refused(text).reason
 
 
