@@ -171,6 +171,56 @@ replication_status = sa.Table(
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
 )
 
+# The parallel run's evidence: one row per comparison, its differing paths, learned noise, and skipped shadows.
+comparisons = sa.Table(
+    "comparisons",
+    metadata,
+    sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
+    sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("capability", sa.Text, nullable=False),
+    sa.Column("request_id", sa.Text, nullable=False),
+    sa.Column("primary_side", sa.Text, nullable=False),
+    sa.Column("shadow_side", sa.Text, nullable=False),
+    sa.Column("primary_status", sa.Integer, nullable=False),
+    sa.Column("shadow_status", sa.Integer),  # null when the shadow timed out or failed to answer
+    sa.Column("primary_ms", sa.Float, nullable=False),
+    sa.Column("shadow_ms", sa.Float),
+    sa.Column("verdict", sa.Text, nullable=False),  # match | mismatch | shadow_error | shadow_timeout
+    sa.Column("critical", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Index("comparisons_capability_at", "capability", "at"),
+)
+
+comparison_diffs = sa.Table(
+    "comparison_diffs",
+    metadata,
+    sa.Column("comparison_id", sa.BigInteger, sa.ForeignKey("strangler.comparisons.id", ondelete="CASCADE"),
+              primary_key=True),
+    sa.Column("path", sa.Text, primary_key=True),  # generalised: list indexes as [*], e.g. $.items[*].amount
+    sa.Column("kind", sa.Text, nullable=False),  # status | value | missing_in_shadow | missing_in_primary | type
+    sa.Column("primary_value", sa.Text),  # masked
+    sa.Column("shadow_value", sa.Text),  # masked
+    sa.Column("critical", sa.Boolean, nullable=False),
+)  # fmt: skip
+
+comparison_noise = sa.Table(
+    "comparison_noise",
+    metadata,
+    sa.Column("capability", sa.Text, primary_key=True),
+    sa.Column("path", sa.Text, primary_key=True),
+    sa.Column("seen", sa.BigInteger, nullable=False),
+    sa.Column("first_seen", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("last_seen", sa.DateTime(timezone=True), nullable=False),
+)
+
+shadow_skips = sa.Table(
+    "shadow_skips",
+    metadata,
+    sa.Column("capability", sa.Text, primary_key=True),
+    sa.Column("minute", sa.DateTime(timezone=True), primary_key=True),
+    sa.Column("reason", sa.Text, primary_key=True),  # queue_full | not_sampled
+    sa.Column("count", sa.BigInteger, nullable=False),
+)
+
 
 def make_engine(url: str, pool_size: int = 10) -> sa.Engine:
     """Return an engine for the control plane; connections are checked before use after an outage."""

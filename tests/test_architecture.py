@@ -18,7 +18,17 @@ FORBIDDEN = {
     "cli": {"sandbox"},
     "sandbox": {"facade", "connectors", "replication", "parallel_run", "cli"},
 }
-PURE = ("core/rules.py", "core/calls.py", "core/problems.py", "facade/routing.py", "connectors/adapters")
+PURE = (
+    "core/rules.py",
+    "core/calls.py",
+    "core/problems.py",
+    "facade/routing.py",
+    "connectors/adapters",
+    "parallel_run/compare.py",
+    "parallel_run/jsonpath.py",
+    "parallel_run/mask.py",
+    "parallel_run/normalisers.py",
+)
 
 
 def imported_packages(path: Path) -> set[str]:
