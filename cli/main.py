@@ -9,7 +9,9 @@ import tempfile
 import click
 
 from cli.events import apply_events, events, relay
+from cli.reconcile import reconcile
 from cli.replicate import replicate
+from cli.report import report
 from cli.routes import routes
 from cli.up import demo, up
 from core.rules import RulesError, load_rules
@@ -61,6 +63,8 @@ main.add_command(relay)
 main.add_command(apply_events)
 main.add_command(events)
 main.add_command(replicate)
+main.add_command(reconcile)
+main.add_command(report)
 
 if __name__ == "__main__":
     main()

@@ -8,16 +8,25 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from cli.gate import gated_reason
 from core.db import create_schema, make_engine
-from core.routestore import PostgresRouteStore, RouteChangeError, RouteState
+from core.routestore import PostgresRouteStore, RouteChangeError, RouteState, check_change
 from core.rules import RulesError, RuleSet, load_rules
 from core.settings import Settings, SettingsError
+from parallel_run.normalisers import check_compare_rules
+
+
+def _load(path: Path) -> RuleSet:
+    """Load a rules file with its compare rules checked too (an unknown path syntax or normaliser is refused)."""
+    rules = load_rules(path)
+    check_compare_rules(rules)
+    return rules
 
 
 def _context() -> tuple[Settings, RuleSet, PostgresRouteStore]:
     try:
         settings = Settings.from_env()
-        rules = load_rules(settings.rules_path)
+        rules = _load(settings.rules_path)
     except (SettingsError, RulesError) as exc:
         raise click.ClickException(str(exc)) from None
     engine = make_engine(settings.database_url, pool_size=1)
@@ -78,16 +87,25 @@ def show(capability: str) -> None:
 
 @routes.command("set")
 @click.argument("capability")
-@click.option("--mode", required=True, help="legacy, cloud or canary")
+@click.option("--mode", required=True, help="legacy, cloud, canary or parallel")
 @click.option("--percent", type=float, help="canary: share of keys answered by cloud (only grows a key's side)")
 @click.option("--reason", required=True, help="why (goes into the audit trail)")
-def set_route(capability: str, mode: str, percent: float | None, reason: str) -> None:
-    """Change one capability's mode; every facade worker follows within a second."""
+@click.option("--force", is_flag=True, help="give cloud more traffic although the readiness verdict is NOT READY")
+def set_route(capability: str, mode: str, percent: float | None, reason: str, force: bool) -> None:
+    """Change one capability's mode; every facade worker follows within a second.
+
+    A change that gives the cloud side more callers (cloud, or a larger canary) is refused while the capability's
+    parallel-run verdict is NOT READY, unless --force.
+    """
     settings, rules, store = _context()
     _capability(rules, capability)
     before = store.current()[capability]
+    cap = rules.capabilities[capability]
+    wanted = percent if mode == "canary" and percent is not None else (before.percent if mode == "canary" else None)
     try:
-        after = store.set(rules.capabilities[capability], mode, percent, settings.actor, reason)
+        check_change(cap, mode, wanted or 0.0)  # a change that cannot be made is refused before it is judged
+        reason = gated_reason(store.engine, cap, (before.mode, before.percent), (mode, wanted), reason, force)
+        after = store.set(cap, mode, percent, settings.actor, reason)
     except RouteChangeError as exc:
         raise click.ClickException(str(exc)) from None
     _print_change(before, after)
@@ -109,11 +127,15 @@ def rollback(capability: str, reason: str) -> None:
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--reason", default="applied from file", show_default=True)
 @click.option("--yes", is_flag=True, help="apply without asking")
-def apply(file: Path, reason: str, yes: bool) -> None:
-    """Apply the modes in FILE: validate it, show the diff, ask, then change each route (audited)."""
+@click.option("--force", is_flag=True, help="apply changes that give cloud more traffic although NOT READY")
+def apply(file: Path, reason: str, yes: bool, force: bool) -> None:
+    """Apply the modes in FILE: validate it, show the diff, ask, then change each route (audited).
+
+    Every change that gives the cloud side more callers passes the cutover gate first; one refusal applies nothing.
+    """
     settings, _, store = _context()
     try:
-        wanted = load_rules(file)
+        wanted = _load(file)
     except RulesError as exc:
         raise click.ClickException(f"refused: {exc}") from None
     changes = store.plan(wanted)
@@ -124,13 +146,20 @@ def apply(file: Path, reason: str, yes: bool) -> None:
     for change in changes:
         frm = _mode_text(change.from_mode, change.from_percent)
         console.print(f"  {change.capability}: {frm} -> {_mode_text(change.to_mode, change.to_percent)}")
+    reasons = {
+        change.capability: gated_reason(
+            store.engine, wanted.capabilities[change.capability], (change.from_mode, change.from_percent),
+            (change.to_mode, change.to_percent), reason, force,
+        )
+        for change in changes
+    }  # fmt: skip
     if not yes and not click.confirm(f"apply {len(changes)} change(s)?", default=False):
         raise click.ClickException("nothing applied")
     for change in changes:
         cap = wanted.capabilities[change.capability]
         percent = change.to_percent if change.to_mode == "canary" else None
         try:
-            store.set(cap, change.to_mode, percent, settings.actor, reason)
+            store.set(cap, change.to_mode, percent, settings.actor, reasons[change.capability])
         except RouteChangeError as exc:
             raise click.ClickException(str(exc)) from None
     console.print(f"applied {len(changes)} change(s)")

@@ -16,6 +16,10 @@ class RouteChangeError(ValueError):
     """A route change was refused; the message says why."""
 
 
+class StaleRoute(RouteChangeError):
+    """A compare-and-set route change found another version than the one it was decided on: nothing changed."""
+
+
 @dataclass(frozen=True)
 class RouteState:
     """Who answers one capability right now."""
@@ -109,13 +113,20 @@ class PostgresRouteStore:
         actor: str,
         reason: str,
         modes: Collection[str] = MODES,
+        expect_version: int | None = None,
     ) -> RouteState:
-        """Change one capability's mode (and canary percent) with an audit entry; returns the new state."""
+        """Change one capability's mode (and canary percent) with an audit entry; returns the new state.
+
+        With `expect_version` the change is a compare-and-set: StaleRoute when the route moved on meanwhile, so many
+        workers deciding the same change at once make it once.
+        """
         if not reason.strip():
             raise RouteChangeError("a reason is required for every route change")
         with self.engine.begin() as conn:
             row = conn.execute(sa.select(routes).where(routes.c.capability == cap.name).with_for_update()).first()
             old = _state(row) if row else None
+            if expect_version is not None and (old.version if old else 0) != expect_version:
+                raise StaleRoute(f"{cap.name}: route changed since version {expect_version}")
             if mode != "canary" and percent:
                 raise RouteChangeError(f"{cap.name}: --percent only applies to canary mode")
             if mode != "canary":

@@ -41,6 +41,9 @@ class Settings:
     actor: str = "unknown"
     kafka_bootstrap: str | None = None  # None: development commands start the embedded broker
     republish_after_s: float = 30.0  # an accepted update not applied by then is published again
+    shadow_workers: int = 4  # threads per facade worker that make shadow calls, off the caller's path
+    shadow_queue: int = 1000  # shadow calls waiting for those threads; beyond it a comparison is skipped and counted
+    guard_interval_s: float = 2.0  # how often each worker checks canary guards and refreshes match-rate gauges
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -66,6 +69,9 @@ class Settings:
             "STRANGLER_IN_DOUBT_GRACE_S": ("in_doubt_grace_s", float),
             "STRANGLER_WATCHDOG_INTERVAL_S": ("watchdog_interval_s", float),
             "STRANGLER_REPUBLISH_AFTER_S": ("republish_after_s", float),
+            "STRANGLER_SHADOW_WORKERS": ("shadow_workers", int),
+            "STRANGLER_SHADOW_QUEUE": ("shadow_queue", int),
+            "STRANGLER_GUARD_INTERVAL_S": ("guard_interval_s", float),
         }
         for var, (name, kind) in numeric.items():
             if var in env:

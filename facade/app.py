@@ -8,7 +8,8 @@ import os
 import re
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import datetime
 
 import sqlalchemy as sa
 from flask import Flask, Response, g, request
@@ -27,17 +28,24 @@ from facade.background import Periodic
 from facade.dispatch import Dispatcher
 from facade.events import EventsMode
 from facade.freshness import ReplicaFreshness
+from facade.guard import CanaryGuard, Figures
 from facade.idempotency import PostgresIdempotencyStore
 from facade.indoubt import InDoubtResolver
 from facade.livetable import LiveRoutes, RouteSnapshot
 from facade.logs import configure_logging
 from facade.metrics import FacadeMetrics
 from facade.modes import CanaryMode, CloudMode, LegacyMode, check_modes
+from facade.parallel import ParallelMode, Shadower
+from facade.shadow import Evidence, ShadowPool
+from parallel_run.guard import GuardWindow
+from parallel_run.normalisers import check_compare_rules
+from parallel_run.store import ComparisonStore
 
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 OPEN_PATHS = ("/healthz", "/readyz", "/metrics")
 KEY_PURGE_INTERVAL_S = 60.0
 FRESHNESS_INTERVAL_S = 0.5
+EVIDENCE_FLUSH_S = 0.5
 log = logging.getLogger("strangler.facade")
 
 
@@ -52,11 +60,19 @@ class Facade:
     in_doubt: InDoubtResolver
     metrics: FacadeMetrics
     background: Periodic
+    shadow_clients: Mapping[str, UpstreamClient]
+    shadow_pool: ShadowPool
+    evidence: Evidence
 
     def close(self) -> None:
-        """Stop the background threads and close connections."""
+        """Stop the background threads, finish queued shadows, write their evidence and close connections."""
         self.background.stop()
-        for client in self.clients.values():
+        self.shadow_pool.close()
+        try:
+            self.evidence.flush()
+        except Exception:
+            log.exception("could not write the last comparisons")
+        for client in (*self.clients.values(), *self.shadow_clients.values()):
             client.close()
         self.engine.dispose()
 
@@ -85,12 +101,30 @@ def report_lag(freshness: ReplicaFreshness, metrics: FacadeMetrics) -> None:
     metrics.replica_lag.set(float("nan") if freshness.lag_ms is None else freshness.lag_ms / 1000)
 
 
+def flush_evidence(evidence: Evidence, pool: ShadowPool, metrics: FacadeMetrics) -> None:
+    """Write the comparisons, noise and skips collected since the last flush, and expose the shadow queue's depth."""
+    metrics.shadow_queue.set(pool.depth)
+    evidence.flush()
+
+
+def guard_figures(store: ComparisonStore) -> Figures:
+    """Return the guard's view of the comparison store: comparisons, mismatches and errors since a moment."""
+
+    def figures(capability: str, since: datetime, seconds: int) -> GuardWindow:
+        stats = store.window(capability, since)
+        errors = stats.shadow_errors + stats.shadow_timeouts + stats.primary_5xx
+        return GuardWindow(stats.comparisons, stats.mismatches, errors, seconds)
+
+    return figures
+
+
 def create_app(settings: Settings, rules: RuleSet | None = None) -> Flask:
     """Build a facade app for these settings; rules default to the settings' rules file (refused if invalid)."""
     configure_logging()
     rules = rules or load_rules(settings.rules_path)
     adapters = adapter_registry()
     check_adapters(rules, adapters)
+    check_compare_rules(rules)
     engine = make_engine(settings.database_url)
     create_schema(engine)
     store = PostgresRouteStore(engine)
@@ -103,6 +137,18 @@ def create_app(settings: Settings, rules: RuleSet | None = None) -> Flask:
         for name, spec in rules.upstreams.items()
     }
     dispatcher = Dispatcher(clients, adapters, metrics)
+    # Shadow calls get clients of their own: one attempt, their own breaker and connection budget, so a failing or
+    # slow shadow side can neither trip the breaker nor take the slots that callers' requests use.
+    shadow_clients = {
+        name: UpstreamClient(
+            replace(upstream_config(spec, settings.upstream_urls.get(name)), retry_attempts=1,
+                    max_concurrency=2 * settings.shadow_workers, pool_size=2 * settings.shadow_workers)
+        )
+        for name, spec in rules.upstreams.items()
+    }  # fmt: skip
+    evidence = Evidence(ComparisonStore(engine))
+    shadow_pool = ShadowPool(settings.shadow_workers, settings.shadow_queue)
+    shadower = Shadower(Dispatcher(shadow_clients, adapters, metrics), shadow_pool, evidence, metrics)
     resolver = InDoubtResolver(
         engine, dispatcher, rules.capabilities, metrics, settings.in_doubt_grace_s, settings.watchdog_interval_s
     )
@@ -116,7 +162,9 @@ def create_app(settings: Settings, rules: RuleSet | None = None) -> Flask:
     )
     metrics.route_version.set(live.snapshot.version)
     background = Periodic()
-    facade = Facade(settings, engine, live, clients, resolver, metrics, background)
+    facade = Facade(
+        settings, engine, live, clients, resolver, metrics, background, shadow_clients, shadow_pool, evidence
+    )
 
     app = Flask("strangler.facade")
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
@@ -127,8 +175,9 @@ def create_app(settings: Settings, rules: RuleSet | None = None) -> Flask:
         {
             "legacy": LegacyMode(dispatcher),
             "cloud": CloudMode(dispatcher, freshness),
-            "canary": CanaryMode(dispatcher),
+            "canary": CanaryMode(dispatcher, shadower.shadow),
             "events": EventsMode(dispatcher, engine),
+            "parallel": ParallelMode(dispatcher, shadower),
         }
     )
     app.register_blueprint(portal.make_blueprint(portal.Portal(live, modes, idem, resolver, metrics, engine)))
@@ -138,6 +187,9 @@ def create_app(settings: Settings, rules: RuleSet | None = None) -> Flask:
     background.every(settings.watchdog_interval_s, "in-doubt", resolver.sweep)
     background.every(KEY_PURGE_INTERVAL_S, "key-purge", idem.purge_expired)
     background.every(FRESHNESS_INTERVAL_S, "replica-lag", lambda: report_lag(freshness, metrics))
+    background.every(EVIDENCE_FLUSH_S, "evidence", lambda: flush_evidence(evidence, shadow_pool, metrics))
+    guard = CanaryGuard(live, store, guard_figures(ComparisonStore(engine)), metrics)
+    background.every(settings.guard_interval_s, "guard", guard.check)
     return app
 
 

@@ -51,17 +51,33 @@ class Dispatcher:
         config = self.clients[upstream].config
         return (config.connect_timeout, cap.read_timeout_ms / 1000)
 
-    def send(self, upstream: str, cap: CapabilitySpec, call: Call) -> Outcome:
+    def send(
+        self,
+        upstream: str,
+        cap: CapabilitySpec,
+        call: Call,
+        *,
+        headers: Mapping[str, str] | None = None,
+        read_timeout_ms: int | None = None,
+    ) -> Outcome:
         """Return the upstream's outcome for this call; raise InDoubt when a write's fate is unknown.
 
-        AdapterInputError propagates before anything is sent.
+        `headers` are added to the adapter's request (a shadow call's `X-Strangler-Shadow`); `read_timeout_ms`
+        replaces the rule's read timeout. AdapterInputError propagates before anything is sent.
         """
         adapter = self.adapter_for(cap, upstream)
         request = adapter.request(call)
+        if read_timeout_ms is not None:
+            timeout: tuple[float, float] | None = (
+                self.clients[upstream].config.connect_timeout,
+                read_timeout_ms / 1000,
+            )
+        else:
+            timeout = request.timeout or self._timeout(cap, upstream)
         request = replace(
             request,
-            headers={**request.headers, "X-Request-ID": call.request_id},
-            timeout=request.timeout or self._timeout(cap, upstream),
+            headers={**request.headers, **(headers or {}), "X-Request-ID": call.request_id},
+            timeout=timeout,
             safe_to_repeat=request.safe_to_repeat and not cap.is_write,
         )
         try:

@@ -9,7 +9,7 @@ BREAKER_VALUES = {"closed": 0, "half-open": 1, "open": 2}
 
 
 class FacadeMetrics:
-    """Counters, histograms and gauges for requests, upstreams, breakers, idempotency and in-doubt writes."""
+    """Counters, histograms and gauges for requests, upstreams, breakers, idempotency, in-doubt writes and shadows."""
 
     def __init__(self, multiproc_dir: str | None = None) -> None:
         self.multiproc_dir = multiproc_dir
@@ -42,6 +42,33 @@ class FacadeMetrics:
         )
         self.replica_lag = Gauge(
             "strangler_replica_lag_seconds", "Replication lag as last reported", registry=r, multiprocess_mode="livemax"
+        )
+        self.comparisons = Counter(
+            "strangler_comparisons", "Parallel-run comparisons by verdict", ("capability", "verdict"), registry=r
+        )
+        self.shadow_skips = Counter(
+            "strangler_shadow_skips", "Calls not compared (queue_full, not_sampled, ...)", ("capability", "reason"),
+            registry=r,
+        )  # fmt: skip
+        self.shadow_latency = Histogram(
+            "strangler_shadow_seconds", "Time a shadow call took", ("capability", "upstream"), buckets=LATENCY_BUCKETS,
+            registry=r,
+        )  # fmt: skip
+        self.shadow_queue = Gauge(
+            "strangler_shadow_queue",
+            "Shadow calls waiting for a shadow thread",
+            registry=r,
+            multiprocess_mode="livesum",
+        )
+        self.match_rate = Gauge(
+            "strangler_comparison_match_rate",
+            "Share of comparisons that matched over the guard window, all facade workers together (from the store)",
+            ("capability",),
+            registry=r,
+            multiprocess_mode="livemax",
+        )
+        self.guard_rollbacks = Counter(
+            "strangler_guard_rollbacks", "Canaries the guard sent back to legacy", ("capability",), registry=r
         )
         self.route_version = Gauge(
             "strangler_route_version", "Route table version in use", registry=r, multiprocess_mode="livemin"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from core.calls import Call, Outcome
@@ -68,11 +69,16 @@ def canary_side(cap: CapabilitySpec, percent: float, key: str | None) -> str:
     return cap.secondary if canary_bucket(cap.name, key) < percent else cap.primary
 
 
-class CanaryMode(Mode):
-    """Cloud answers for `percent` of keys (sticky by a request field), legacy for the rest."""
+# Queues the other side of an answered call for comparison: (routed, outcome, answered by, shadow side) -> None.
+ShadowHook = Callable[[Routed, Outcome, str, str], None]
 
-    def __init__(self, dispatcher: Dispatcher) -> None:
-        self.dispatcher = dispatcher
+
+class CanaryMode(Mode):
+    """Cloud answers for `percent` of keys (sticky by a request field), legacy for the rest; with `canary.shadow`
+    the other side is shadowed off the caller's path (`shadow` decides what is safe to send)."""
+
+    def __init__(self, dispatcher: Dispatcher, shadow: ShadowHook | None = None) -> None:
+        self.dispatcher, self.shadow = dispatcher, shadow
 
     def handle(self, routed: Routed) -> Outcome:
         key = routed.call.field(routed.cap.canary.sticky_by)
@@ -80,7 +86,11 @@ class CanaryMode(Mode):
             field = routed.cap.canary.sticky_by
             return problem(400, "invalid-request", "Missing routing field", f"{field} is required", field=field)
         side = canary_side(routed.cap, routed.route.percent, key)
-        return self.dispatcher.send(side, routed.cap, routed.call)
+        outcome = self.dispatcher.send(side, routed.cap, routed.call)
+        if self.shadow is not None and routed.cap.canary.shadow:
+            other = routed.cap.secondary if side == routed.cap.primary else routed.cap.primary
+            self.shadow(routed, outcome, side, other)
+        return outcome
 
 
 def check_modes(modes: dict[str, Mode]) -> dict[str, Mode]:

@@ -52,6 +52,10 @@ STACK_ENV = {
     "STRANGLER_WATCHDOG_INTERVAL_S": "0.3",
     "STRANGLER_MAX_BODY_BYTES": "8192",
     "STRANGLER_REPUBLISH_AFTER_S": "5",
+    # Small enough that a test can fill the shadow queue; a quick guard.
+    "STRANGLER_SHADOW_WORKERS": "2",
+    "STRANGLER_SHADOW_QUEUE": "16",
+    "STRANGLER_GUARD_INTERVAL_S": "0.5",
 }
 
 

@@ -54,9 +54,15 @@ class FacadeClient:
         response = requests.put(self.stack.urls["legacy"] + "/__admin/faults", json=faults, timeout=5)
         response.raise_for_status()
 
+    def cloud_faults(self, **faults: Any) -> None:
+        """Switch faults on the sandbox cloud service (latency_ms, error_rate, ...); `reset()` clears them."""
+        response = requests.put(self.stack.urls["cloud"] + "/__admin/faults", json=faults, timeout=5)
+        response.raise_for_status()
+
     def reset(self) -> None:
-        """No legacy faults, every route as the rules file says, and every worker's legacy breaker closed again."""
+        """No faults, every route as the rules file says, and every worker's legacy breaker closed again."""
         requests.delete(self.stack.urls["legacy"] + "/__admin/faults", timeout=5).raise_for_status()
+        requests.delete(self.stack.urls["cloud"] + "/__admin/faults", timeout=5).raise_for_status()
         wait_until(self.breakers_closed, 15, interval=0.1, what="every worker's legacy breaker to close")
         for name, state in self.routes.current().items():
             cap = self.rules.capabilities[name]
@@ -113,6 +119,12 @@ class FacadeClient:
         response = requests.get(self.stack.urls["legacy"] + "/__admin/ledger", timeout=5)
         response.raise_for_status()
         return {k: int(v) for k, v in response.json().items()}
+
+    def cloud_ledger(self) -> dict[str, str]:
+        """Return the cloud store's ledger figures (amounts as decimal strings)."""
+        response = requests.get(self.stack.urls["cloud"] + "/__admin/ledger", timeout=5)
+        response.raise_for_status()
+        return {k: str(v) for k, v in response.json().items()}
 
     def postings(self, reference: str) -> int:
         """Return how many posted payments legacy holds under one reference."""

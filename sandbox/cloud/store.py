@@ -8,8 +8,18 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Connection, Engine, RowMapping, text
+from sqlalchemy.exc import ProgrammingError
 
-from sandbox.cloud.wire import PaymentInstruction, Problem, Row, iso_utc, money, payment_record, profile_record
+from sandbox.cloud.wire import (
+    PaymentInstruction,
+    Problem,
+    Row,
+    iso_utc,
+    legacy_payment_record,
+    money,
+    payment_record,
+    profile_record,
+)
 
 _BALANCE = text("SELECT currency, balance FROM cloud.accounts WHERE id = :id")
 # Ascending-id lock order: concurrent payments over the same two accounts queue instead of deadlocking.
@@ -32,6 +42,8 @@ _MOVE_FUNDS = text(
     "THEN -CAST(:amount AS numeric) ELSE CAST(:amount AS numeric) END WHERE id IN (:from_account, :to_account)"
 )
 _CUSTOMER = text("SELECT * FROM cloud.customers WHERE id = :id")
+# Payments made before the cutover live in legacy; CDC copies them here (the table exists once replication ran).
+_LEGACY_PAYMENT = text("SELECT * FROM cloud.legacy_payments WHERE reference = :payment_id")
 
 
 class _LostRace(Exception):
@@ -176,11 +188,21 @@ class CloudStore:
             return conn.execute(_PAYMENT, {"payment_id": payment_id}).mappings().first()
 
     def payment(self, payment_id: str) -> dict[str, Any]:
-        """Return the stored payment (posted or rejected), or raise the 404 problem."""
+        """Return the stored payment (posted or rejected; one of ours, else one replicated from legacy), or 404."""
         row = self._payment_row(payment_id)
-        if row is None:
+        if row is not None:
+            return payment_record(row)
+        legacy = self._legacy_payment_row(payment_id)
+        if legacy is None:
             raise Problem(404, "payment-not-found", "Payment not found", f"no payment {payment_id!r}")
-        return payment_record(row)
+        return legacy_payment_record(legacy)
+
+    def _legacy_payment_row(self, payment_id: str) -> RowMapping | None:
+        try:
+            with self.engine.connect() as conn:
+                return conn.execute(_LEGACY_PAYMENT, {"payment_id": payment_id}).mappings().first()
+        except ProgrammingError:
+            return None  # no replication into this store: legacy's payments are not here
 
     def profile(self, customer_id: int) -> dict[str, Any]:
         """Return the profile of `customer_id`, or raise the 404 problem."""

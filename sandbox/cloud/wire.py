@@ -122,6 +122,8 @@ def parse_payment(body: object) -> PaymentInstruction:
     description = body.get("description", "")
     if not isinstance(description, str) or len(description) > MAX_DESCRIPTION_LEN:
         raise invalid(f"description must be a string of at most {MAX_DESCRIPTION_LEN} characters")
+    # Statement lines are rendered from it: surrounding whitespace goes and inner runs become one space.
+    description = " ".join(description.split())
     return PaymentInstruction(
         payment_id=payment_id,
         from_account=from_account,
@@ -175,6 +177,24 @@ def payment_record(row: Row) -> dict[str, Any]:
     }
     if row["status"] != "posted":
         record["reason"] = row["reason"]
+    return record
+
+
+def legacy_payment_record(row: Row) -> dict[str, Any]:
+    """Return the API layout of a payment replicated from legacy (cloud.legacy_payments; its time taken as UTC)."""
+    posted = row["status"] == "posted"
+    record: dict[str, Any] = {
+        "payment_id": row["reference"],
+        "status": row["status"],
+        "from_account": str(row["from_account"]),
+        "to_account": str(row["to_account"]),
+        "amount": money(row["amount"]),
+        "currency": row["currency"],
+        "posted_at": iso_utc(datetime.combine(row["posted_on"], row["posted_time"], UTC)) if posted else None,
+        "description": row["description"] or "",
+    }
+    if not posted:
+        record["reason"] = "insufficient_funds" if row["return_code"] == "51" else "rejected"
     return record
 
 

@@ -32,7 +32,9 @@ def test_list_shows_every_capability_seeded_from_the_file(env: dict[str, str]) -
 
 
 def test_set_then_history_records_who_what_and_why(env: dict[str, str]) -> None:
-    code, out = run(env, "set", "accounts.balance", "--mode", "canary", "--percent", "10", "--reason", "first 10%")
+    code, out = run(
+        env, "set", "accounts.balance", "--mode", "canary", "--percent", "10", "--reason", "first 10%", "--force"
+    )
     assert code == 0 and "legacy -> canary 10%" in out
     code, out = run(env, "rollback", "accounts.balance", "--reason", "mismatches")
     assert code == 0 and "canary 10% -> legacy" in out
@@ -66,11 +68,11 @@ def test_apply_shows_the_diff_and_asks_first(env: dict[str, str], tmp_path: Path
             "mode: cloud\n    adapters: {legacy: legacy.balance}",
         )
     )
-    code, out = run(env, "apply", str(wanted), input="n\n")
+    code, out = run(env, "apply", str(wanted), "--force", input="n\n")
     assert code != 0 and "accounts.balance: legacy -> cloud" in out and "nothing applied" in out
     assert "accounts.balance" in run(env, "show", "accounts.balance")[1]
     assert "mode: legacy" in run(env, "show", "accounts.balance")[1]
-    code, out = run(env, "apply", str(wanted), "--yes", "--reason", "cut over reads")
+    code, out = run(env, "apply", str(wanted), "--yes", "--force", "--reason", "cut over reads")
     assert code == 0 and "applied 1 change(s)" in out
     assert "mode: cloud" in run(env, "show", "accounts.balance")[1]
     assert "no changes" in run(env, "apply", str(wanted), "--yes")[1]
