@@ -3,7 +3,7 @@ PY := .venv/bin/python
 PG_BIN := $(firstword $(wildcard /usr/lib/postgresql/*/bin/initdb))
 PKGS := $(wildcard core facade connectors cli sandbox replication parallel_run bench)
 
-.PHONY: demo test lint typecheck bench bench-events bench-replication bench-deps clean sysdeps
+.PHONY: demo test lint typecheck bench bench-events bench-replication bench-parallel bench-reconcile bench-deps clean sysdeps
 
 .venv/.installed: setup.cfg pyproject.toml
 	python3 -m venv .venv
@@ -42,6 +42,12 @@ bench-events: sysdeps .venv/.installed
 
 bench-replication: sysdeps .venv/.installed
 	$(PY) -m bench.replication
+
+bench-reconcile: sysdeps .venv/.installed
+	$(PY) -m bench.reconcile
+
+bench-parallel: bench-deps .venv/.installed
+	$(PY) -m bench.parallel
 
 clean:
 	rm -rf .venv *.egg-info .pytest_cache .mypy_cache .ruff_cache
