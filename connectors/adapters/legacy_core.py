@@ -50,7 +50,8 @@ def _payment(record: dict[str, Any]) -> dict[str, Any]:
         "amount": from_cents(int(record["AMTCENTS"])),
         "currency": record["CCY"],
         "description": record.get("NARR") or "",
-        "posted_at": from_legacy_date(record["POSTDT"], record.get("POSTTM")),
+        # A rejected payment was never posted: legacy stamps it anyway, the portal says null (as the cloud does).
+        "posted_at": from_legacy_date(record["POSTDT"], record.get("POSTTM")) if posted else None,
     }
     if not posted:
         payment["reason"] = "insufficient_funds" if record.get("RC") == "51" else "rejected"

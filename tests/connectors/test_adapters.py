@@ -138,3 +138,23 @@ def test_passthrough_keeps_request_and_answer_unchanged() -> None:
 def test_cloud_payment_create_adds_the_facade_reference() -> None:
     request = ADAPTERS["cloud.payment_create"].request(pay_call())
     assert request.json == {**PAYMENT, "payment_id": "pay_1"}
+
+
+def test_a_payment_refused_for_funds_has_one_portal_shape_from_legacy_and_from_cloud() -> None:
+    from connectors.adapters.cloud import CloudPaymentCreate
+    from connectors.adapters.legacy_core import LegacyPaymentCreate
+
+    body = {"from_account": "1", "to_account": "2", "amount": "5000", "currency": "EUR", "description": "rent"}
+    portal = call("payments.create", "POST", "/v1/payments", body=body, resource_id="pay_9")
+    legacy = {"RC": "51", "RCDESC": "INSUFFICIENT FUNDS", "PAYID": "P1", "REFNO": "pay_9", "STAT": "RJCT",
+              "DRACCT": "0000000001", "CRACCT": "0000000002", "AMTCENTS": 500000, "CCY": "EUR",
+              "POSTDT": "20261121", "POSTTM": "235959", "NARR": "rent", "DUPFLG": "N"}  # fmt: skip
+    cloud = {"type": "https://sandbox.strangler.example/problems/insufficient-funds", "title": "Insufficient funds",
+             "status": 422, "detail": "account 1 cannot cover 5000.00 EUR", "payment_id": "pay_9",
+             "payment_status": "rejected", "reason": "insufficient_funds", "dry_run": True}  # fmt: skip
+    from_legacy = LegacyPaymentCreate().outcome(portal, response(legacy))
+    from_cloud = CloudPaymentCreate().outcome(portal, response(cloud, 422))
+    assert from_legacy.status == from_cloud.status == 422
+    assert from_cloud.body.pop("dry_run") is True  # the shadow's marker stays visible to the comparator
+    assert from_legacy.body == from_cloud.body
+    assert from_cloud.body["payment"]["posted_at"] is None and from_cloud.body["payment"]["amount"] == "5000.00"
