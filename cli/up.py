@@ -14,9 +14,12 @@ from typing import Any
 
 import click
 import requests
+import sqlalchemy as sa
 from rich.console import Console
 
 from cli.stack import Stack, StackOptions
+from core import db
+from core.db import make_engine
 from core.procs import wait_until
 
 
@@ -79,6 +82,37 @@ class Walk:
             raise click.ClickException(result.stderr)
         self.console.out(result.stdout.rstrip(), highlight=False)
 
+    def cli(self, *args: str, check: bool = True) -> None:
+        """Run a `strangler` command against the stack and print what it says."""
+        cmd = [sys.executable, "-m", "cli.main", *args]
+        self.console.print(f"  $ strangler {' '.join(a if ' ' not in a else repr(a) for a in args)}")
+        env = {**os.environ, **self.stack.facade_env, "STRANGLER_ACTOR": "demo", "COLUMNS": "140"}
+        result = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
+        # Progress logs go to stderr; the demo shows them only when the command refused or failed.
+        shown = result.stdout + (result.stderr if result.returncode != 0 else "")
+        self.console.out(shown.rstrip(), highlight=False)
+        if check and result.returncode != 0:
+            raise click.ClickException(f"strangler {args[0]} exited {result.returncode}")
+
+    def mode_everywhere(self, capability: str, mode: str) -> bool:
+        """True once the route says `mode` and every facade worker runs that route version (merged metrics: min)."""
+        with make_engine(self.stack.urls["control"], pool_size=1).connect() as conn:
+            row = conn.execute(
+                sa.select(db.routes.c.mode, db.routes.c.version).where(db.routes.c.capability == capability)
+            ).first()
+        if row is None or row[0] != mode:
+            return False
+        metrics = requests.get(self.stack.urls["facade"] + "/metrics", timeout=5).text
+        line = next(ln for ln in metrics.splitlines() if ln.startswith("strangler_route_version"))
+        return int(float(line.split()[-1])) >= int(row[1])
+
+    def comparisons(self) -> int:
+        with make_engine(self.stack.urls["control"], pool_size=1).connect() as conn:
+            return int(conn.execute(sa.select(sa.func.count()).select_from(db.comparisons)).scalar_one())
+
+    def cloud_ledger_total(self) -> str:
+        return str(requests.get(self.stack.urls["cloud"] + "/__admin/ledger", timeout=5).json()["total_balance"])
+
     def ledger_total(self) -> int:
         return int(requests.get(self.stack.urls["legacy"] + "/__admin/ledger", timeout=5).json()["total_cents"])
 
@@ -105,18 +139,34 @@ class Walk:
         status_url = self.stack.urls["facade"] + accepted.json()["status_url"]
         wait_until(lambda: self.http.get(status_url, timeout=5).json()["status"] == "applied", 30, what="the update")
         self.call("GET", accepted.json()["status_url"])
-        step("5. flip accounts.balance to the cloud service, then back (audited)")
-        self.routes("set", "accounts.balance", "--mode", "cloud", "--reason", "demo: try the cloud read path")
+        step("5. a parallel run: legacy answers, the cloud service is shadowed off the caller's path")
+        self.routes("set", "accounts.balance", "--mode", "parallel", "--reason", "demo: collect evidence")
+        self.routes("set", "payments.create", "--mode", "parallel", "--reason", "demo: shadow payments (dry run)")
+        wait_until(lambda: self.mode_everywhere("payments.create", "parallel"), 5, what="the route change")
+        cloud_total = self.cloud_ledger_total()
+        for account in range(1, 21):
+            self.http.get(f"{self.stack.urls['facade']}/v1/accounts/{account}/balance", timeout=10).raise_for_status()
+        self.call("GET", "/v1/accounts/3/balance")
+        shadowed = {**payment, "description": "  demo  shadowed payment "}
+        self.call("POST", "/v1/payments", json=shadowed, headers={"Idempotency-Key": f"demo-{uuid.uuid4()}"})
+        wait_until(lambda: self.comparisons() >= 22, 30, what="the shadow comparisons to be stored")
+        self.cli("report", "--capability", "accounts.balance", "--capability", "payments.create", "--since", "1h")
+        step("6. a cutover is refused while the evidence says NOT READY; --force records why")
+        self.cli("routes", "set", "accounts.balance", "--mode", "cloud", "--reason", "demo: try cutover", check=False)
+        self.routes("set", "accounts.balance", "--mode", "cloud", "--force", "--reason", "demo: forced, read-only")
         wait_until(lambda: self.answered_by("cloud"), 5, what="the facade to follow the route change")
         self.call("GET", "/v1/accounts/1/balance")
         self.console.print("  (the cloud store is fed from legacy by CDC, so it already shows the payment above)")
         self.routes("rollback", "accounts.balance", "--reason", "demo over")
+        self.routes("set", "payments.create", "--mode", "legacy", "--reason", "demo over")
         wait_until(lambda: self.answered_by("legacy"), 5, what="the facade to follow the rollback")
-        self.call("GET", "/v1/accounts/1/balance")
         self.routes("history", "accounts.balance")
-        step("6. money is conserved")
-        after = self.ledger_total()
+        step("7. data reconciliation: legacy tables against their CDC copies in the cloud store")
+        self.cli("reconcile", "--source-url", self.stack.urls["legacy_db"], "--target-url", self.stack.urls["cloud_db"])
+        step("8. money is conserved, and the shadow payment moved none in the cloud store")
+        after, cloud_after = self.ledger_total(), self.cloud_ledger_total()
         self.console.print(f"  legacy ledger total before {total} cents, after {after} cents")
+        self.console.print(f"  cloud ledger total while shadowed: before {cloud_total}, after {cloud_after}")
         if after != total:
             raise click.ClickException("the ledger total changed: money was not conserved")
 
