@@ -123,8 +123,12 @@ def create_app(settings: Settings, rules: RuleSet | None = None) -> Flask:
     configure_logging()
     rules = rules or load_rules(settings.rules_path)
     adapters = adapter_registry()
-    check_adapters(rules, adapters)
-    check_compare_rules(rules)
+
+    def validate(candidate: RuleSet) -> None:
+        check_adapters(candidate, adapters)
+        check_compare_rules(candidate)
+
+    validate(rules)
     engine = make_engine(settings.database_url)
     create_schema(engine)
     store = PostgresRouteStore(engine)
@@ -158,7 +162,7 @@ def create_app(settings: Settings, rules: RuleSet | None = None) -> Flask:
         metrics.route_version.set(snapshot.version)
 
     live = LiveRoutes(
-        store, rules, settings.rules_path if rules.source == str(settings.rules_path) else None, on_change
+        store, rules, settings.rules_path if rules.source == str(settings.rules_path) else None, on_change, validate
     )
     metrics.route_version.set(live.snapshot.version)
     background = Periodic()

@@ -36,8 +36,9 @@ class LiveRoutes:
         rules: RuleSet,
         rules_path: Path | None,
         on_change: Callable[[RouteSnapshot], None] = lambda snap: None,
+        validate: Callable[[RuleSet], None] = lambda rules: None,
     ) -> None:
-        self.store, self.rules_path, self.on_change = store, rules_path, on_change
+        self.store, self.rules_path, self.on_change, self.validate = store, rules_path, on_change, validate
         self._mtime = rules_path.stat().st_mtime_ns if rules_path and rules_path.exists() else 0
         self.rules_error: str | None = None
         self.store_error: str | None = None
@@ -60,6 +61,7 @@ class LiveRoutes:
                 self._mtime = mtime
                 try:
                     rules = load_rules(self.rules_path)
+                    self.validate(rules)  # what the app checked at start (adapters, normalisers) holds for reloads
                     file_changed, self.rules_error = True, None
                     log.info("rules file reloaded", extra={"path": str(self.rules_path)})
                 except RulesError as exc:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 import requests
 
 from core.procs import wait_until
@@ -111,15 +112,28 @@ def test_legacy_outage_opens_the_breaker_then_it_closes_again(facade: FacadeClie
     assert facade.request("GET", BALANCE.format(1)).status_code == 200
 
 
-def test_a_bad_rules_file_is_refused_and_the_last_good_table_keeps_serving(facade: FacadeClient) -> None:
+@pytest.mark.parametrize(
+    ("edit", "reason"),
+    [
+        (("version: 1", "version: 1\ncapabilities: [oops"), "invalid YAML"),
+        (("timestamps: {$.as_of: day}", "normalise: {$.as_of: no_such_thing}"), "unknown normaliser"),
+    ],
+    ids=["invalid-yaml", "unknown-normaliser"],
+)
+def test_a_bad_rules_file_is_refused_and_the_last_good_table_keeps_serving(
+    facade: FacadeClient, edit: tuple[str, str], reason: str
+) -> None:
     rules_path: Path = facade.stack.options.rules_path
     good = rules_path.read_text()
+    bad = good.replace(*edit)
+    assert bad != good
     try:
-        rules_path.write_text(good.replace("version: 1", "version: 1\ncapabilities: [oops"))
+        rules_path.write_text(bad)
 
         def refused() -> bool:
             checks = requests.get(facade.url + "/readyz", timeout=5).json()["checks"]
-            return f"{rules_path}:" in checks.get("rules_file", "") and "refused" in checks["rules_file"]
+            said = checks.get("rules_file", "")
+            return f"{rules_path}:" in said and "refused" in said and reason in said
 
         wait_until(refused, 5, what="the facade to refuse the bad file, naming it")
         assert facade.request("GET", BALANCE.format(1)).status_code == 200
