@@ -14,6 +14,7 @@ from core.routestore import PostgresRouteStore, RouteChangeError, RouteState, ch
 from core.rules import RulesError, RuleSet, load_rules
 from core.settings import Settings, SettingsError
 from parallel_run.normalisers import check_compare_rules
+from parallel_run.report.verdict import verdict_for
 
 
 def _load(path: Path) -> RuleSet:
@@ -81,7 +82,16 @@ def show(capability: str) -> None:
     console.print(f"  critical: {cap.critical}  primary: {cap.primary}  secondary: {cap.secondary}")
     console.print(
         f"  idempotency: {cap.idempotency}  in doubt: {cap.in_doubt}  canary sticky by: {cap.canary.sticky_by}"
+        f"{' (with a shadow of the other side)' if cap.canary.shadow else ''}"
     )
+    p = cap.parallel
+    console.print(
+        f"  parallel: {cap.parallel_primary} answers, {cap.parallel_shadow} is shadowed"
+        f"{' in dry run' if cap.is_write else ''}; {p.sample_percent:g}% sampled"
+        f"{f', {p.noise_percent:g}% also asked twice for noise' if not cap.is_write else ''}"
+        f", shadow timeout {p.shadow_timeout_ms} ms"
+    )
+    console.print(f"  readiness: {verdict_for(store.engine, cap).describe()}", highlight=False)
     _print_history(console, store, capability, 5)
 
 

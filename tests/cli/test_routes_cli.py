@@ -90,3 +90,13 @@ def test_apply_refuses_an_invalid_file_naming_file_and_line(env: dict[str, str],
 def test_missing_database_setting_is_a_clear_error(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["routes", "list"], env={"STRANGLER_DATABASE_URL": None})
     assert result.exit_code != 0 and "STRANGLER_DATABASE_URL is not set" in result.output
+
+
+def test_show_tells_the_parallel_settings_and_the_readiness_verdict(env: dict[str, str]) -> None:
+    code, out = run(env, "show", "payments.create")
+    assert code == 0, out
+    assert "legacy answers, cloud is shadowed in dry run; 100% sampled" in out
+    assert "(with a shadow of the other side)" in out
+    assert "readiness: NOT READY: 0 comparisons" in out
+    code, out = run(env, "show", "accounts.balance")
+    assert code == 0 and "10% also asked twice for noise" in out, out
