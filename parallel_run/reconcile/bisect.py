@@ -60,6 +60,25 @@ def int_bounds(low: int, high: int, parts: int) -> list[int]:
     return sorted({low + (high - low) * i // parts for i in range(parts + 1)})
 
 
+def even_buckets(bounds: Sequence[Key], key: str = "k") -> str | None:
+    """Return SQL computing `width_bucket(key, bounds)` by arithmetic when `bounds` are `int_bounds`, else None.
+
+    With bounds `low + span * i // parts`, the bounds at or below a key `low <= k < high` number
+    `((k - low + 1) * parts - 1) // span + 1`; no binary search over an array per row.
+    """
+    if len(bounds) < 2:
+        return None
+    low, high, parts = bounds[0], bounds[-1], len(bounds) - 1
+    if not all(isinstance(b, int) for b in (low, high)) or (high - low + 1) * parts >= 2**62:
+        return None  # keeps the products inside bigint
+    if list(bounds) != int_bounds(low, high, parts):
+        return None
+    return (
+        f"CASE WHEN {key} < {low} THEN 0 WHEN {key} >= {high} THEN {parts + 1} "
+        f"ELSE (({key} - {low} + 1) * {parts} - 1) / {high - low} + 1 END"
+    )
+
+
 def quantile_bounds(keys: Sequence[Key], parts: int) -> list[Key]:
     """Return up to `parts + 1` distinct ascending keys spread evenly over a sorted sample of keys."""
     if not keys:

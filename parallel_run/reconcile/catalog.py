@@ -14,6 +14,7 @@ from replication.plan import IncompatibleChange, TargetColumn, plan_table, quote
 from replication.source import table_facts
 
 Conn = psycopg.Connection[Any]
+TYPED_HASH_SINCE = 140000  # hash_record_extended
 _DESCRIBE = (
     "SELECT a.attname, format_type(a.atttypid, a.atttypmod), NOT a.attnotnull, a.atthasdef "
     "FROM pg_attribute a WHERE a.attrelid = to_regclass(%s) AND a.attnum > 0 AND NOT a.attisdropped "
@@ -77,5 +78,6 @@ def load_specs(legacy: Conn, cloud: Conn, tables: Sequence[TableMapping]) -> lis
             raise SpecError(f"cannot compare as mapped: {exc}") from None
         if plan.ddl:
             raise SpecError(f"cloud table {table.target} lacks columns the mapping feeds: {'; '.join(plan.ddl)}")
-        specs.append(build_spec(table, plan, facts.facts().types, facts.key))
+        typed = min(legacy.info.server_version, cloud.info.server_version) >= TYPED_HASH_SINCE
+        specs.append(build_spec(table, plan, facts.facts().types, facts.key, typed))
     return specs

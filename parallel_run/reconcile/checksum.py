@@ -11,7 +11,7 @@ from typing import Any
 
 import psycopg
 
-from parallel_run.reconcile.bisect import Cut, Key, Sums
+from parallel_run.reconcile.bisect import Cut, Key, Sums, even_buckets
 from parallel_run.reconcile.compare import Row
 from parallel_run.reconcile.spec import SideSQL
 
@@ -55,14 +55,15 @@ def bucket_sums(
     `part` restricts the read to one page slice (see `slices`); `merge_sums` adds the slices' answers up.
     """
     where, params = _where(side, cut, part)
-    bucket = f"width_bucket(k, %s::{_array_type(side.kind)})" if bounds else "0"
+    even = even_buckets(bounds) if side.kind == "int" else None
+    bucket = even or (f"width_bucket(k, %s::{_array_type(side.kind)})" if bounds else "0")
     # bytea has no min/max: its hex text in the C collation orders the same way.
     span = "k" if side.kind == "int" else "encode(k, 'hex') COLLATE \"C\""
     sql = (
         f"SELECT {bucket} AS b, count(*), coalesce(sum(h), 0), min({span}), max({span}) "
         f"FROM (SELECT {side.key} AS k, {side.row_hash} AS h FROM {side.inner(where)}) x GROUP BY 1"
     )
-    rows = conn.execute(sql, ([list(bounds)] if bounds else []) + params).fetchall()  # in textual order
+    rows = conn.execute(sql, ([list(bounds)] if bounds and not even else []) + params).fetchall()  # textual order
     if side.kind != "int":
         rows = [(b, n, total, bytes.fromhex(low), bytes.fromhex(high)) for b, n, total, low, high in rows]
     return {int(b): Sums(int(n), int(total), low, high) for b, n, total, low, high in rows}

@@ -2,7 +2,9 @@
 
 Both sides are read in REPEATABLE READ snapshots: legacy first (its WAL insert position taken inside the snapshot),
 then the cloud store once the replicator's checkpoint has passed that position. Each query runs on both sides at
-once (one thread per side). Differences found that way may be changes still in flight; `settle` re-checks them.
+once; the table scans (checksum passes, row fetches) also run on `Options.slices` connections per side that share
+that side's snapshot, each over its own pages (`slices`). Differences found that way may be changes still in
+flight; `settle` re-checks them.
 """
 
 from __future__ import annotations

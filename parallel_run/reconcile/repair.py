@@ -39,7 +39,8 @@ def _legacy_copy(conn: Conn, spec: TableSpec, keys: list[str]) -> bytes | list[t
         return [rows[k].values for k in keys if k in rows]
     schema, table = spec.source.split(".", 1)
     where, params = spec.legacy.match_keys(keys)
-    sql = f"COPY (SELECT {spec.plan.select_sql} FROM ONLY {quote_ident(schema)}.{quote_ident(table)} WHERE {where}) TO STDOUT"
+    relation = f"ONLY {quote_ident(schema)}.{quote_ident(table)}"
+    sql = f"COPY (SELECT {spec.plan.select_sql} FROM {relation} WHERE {where}) TO STDOUT"
     out = bytearray()
     with conn.cursor() as cur, cur.copy(sql, params) as copy:
         for block in copy:

@@ -33,6 +33,7 @@ class SideSQL:
     key_at: tuple[int, ...]
     kind: str  # "int" | "bytes"
     version: str = "NULL::text"  # the row version (xmin) on the legacy side, to tell a row that changed meanwhile
+    hashed: tuple[str, ...] = ()  # the row hash's operands (over c0, c1, ...); empty: hash the record's text
     key_column: str = ""  # the quoted key column when the key is one column read as it is (an index can find it)
     key_type: str = ""  # ... and its type
 
@@ -70,7 +71,15 @@ class SideSQL:
 
     @property
     def row_hash(self) -> str:
-        # A 64-bit hash of the row's record text (where NULL and '' differ); sums of them stay exact in numeric.
+        """A 64-bit hash of the row, equal on both sides exactly when every column's canonical text is equal.
+
+        Sums of these stay exact in numeric. The typed form hashes each value with its type's hash function (a
+        column whose equality is looser than its text, such as unconstrained numeric, is hashed as text), then
+        mixes the record's hash once more, so a sum over rows is not linear in the columns.
+        """
+        if self.hashed:
+            return f"hashint8extended(hash_record_extended(ROW({', '.join(self.hashed)}), 0), 0)"
+        # The record's text (where NULL and '' differ): for servers without hash_record_extended (before 14).
         return f"hashtextextended(ROW({', '.join(f'c{i}' for i in range(len(self.values)))})::text, 0)"
 
     @property
@@ -120,6 +129,24 @@ def _legacy_value(quoted: str, source_type: str, transform: Transform | None, ta
     return f"({expr})::{target_type}"
 
 
+# Types whose equality is exactly equality of their text form, so their own hash functions can stand in for it.
+_HASH_AS_IS = frozenset({
+    "smallint", "integer", "bigint", "boolean", "date", "uuid", "time without time zone",
+    "timestamp without time zone", "timestamp with time zone",
+})  # fmt: skip
+_HASH_BYTES = frozenset({"text", "character varying", "character"})  # bytewise under "C", whatever the collation
+
+
+def hash_operand(i: int, type_sql: str) -> str:
+    """Return how column `c{i}` of a target type enters the typed row hash: as itself, bytewise, or as its text."""
+    base = base_type(type_sql)
+    if base in _HASH_AS_IS or (base == "numeric" and type_sql != base):  # numeric(p,s): one scale, one text
+        return f"c{i}"
+    if base in _HASH_BYTES:
+        return f'c{i} COLLATE "C"'
+    return f"c{i}::text"
+
+
 def _key_sql(values: list[str], kind: str) -> tuple[str, str]:
     text = f"({values[0]})::text" if len(values) == 1 else f"ROW({', '.join(values)})::text"
     if kind == "int":
@@ -133,8 +160,12 @@ def build_spec(
     plan: TablePlan,
     source_types: Mapping[str, str],
     key: tuple[str, ...],
+    typed_hash: bool = True,
 ) -> TableSpec:
-    """Return the comparison spec of one table from its replication plan and the source column types."""
+    """Return the comparison spec of one table from its replication plan and the source column types.
+
+    `typed_hash` needs `hash_record_extended` (PostgreSQL 14) on both sides; without it rows hash as record text.
+    """
     if not key:
         raise SpecError(f"{mapping.source} has no primary key: rows cannot be matched by key")
     legacy_cols, cloud_cols, python_only = [], [], []
@@ -151,18 +182,22 @@ def build_spec(
     key_at = tuple(i for i, c in enumerate(plan.columns) if c.source in key)
     key_types = [base_type(plan.columns[i].type_sql) for i in key_at]
     kind = "int" if len(key_at) == 1 and key_types[0] in INTEGER_TYPES else "bytes"
+    hashed = tuple(hash_operand(i, c.type_sql) for i, c in enumerate(plan.columns)) if typed_hash else ()
     sides = []
     for cols, relation, version in (
         (legacy_cols, mapping.source, "xmin::text"),
         (cloud_cols, f"{plan.target_schema}.{plan.target_table}", "NULL::text"),
     ):
         schema, table = relation.split(".", 1)
-        # The key's own column (compared in its own type) when the side reads it unchanged: the target type.
-        plain = len(key_at) == 1 and cols[key_at[0]] in (
-            quote_ident(plan.columns[key_at[0]].source), quote_ident(plan.columns[key_at[0]].target))
-        column, kind_sql = (cols[key_at[0]], plan.columns[key_at[0]].type_sql) if plain else ("", "")
+        # The key's own column, compared in its type by an index, when this side reads it unchanged.
+        at = key_at[0] if key_at else 0
+        plain = len(key_at) == 1 and cols[at] in (
+            quote_ident(plan.columns[at].source),
+            quote_ident(plan.columns[at].target),
+        )
+        key_column, key_type = (cols[at], plan.columns[at].type_sql) if plain else ("", "")
         sides.append(SideSQL(f"ONLY {quote_ident(schema)}.{quote_ident(table)}", tuple(cols), key_at, kind, version,
-                             column, kind_sql))  # fmt: skip
+                             hashed, key_column, key_type))  # fmt: skip
     return TableSpec(
         mapping.source, plan.target, names, tuple(names[i] for i in key_at), kind, sides[0], sides[1], plan,
         tuple(python_only),

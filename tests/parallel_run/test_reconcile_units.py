@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
+import psycopg
 import pytest
 
 from parallel_run.reconcile.bisect import (
     Sums,
     bucket_range,
     differing,
+    even_buckets,
     int_bounds,
     narrow,
     next_bounds,
@@ -155,3 +158,25 @@ def test_wait_applied_says_the_replicator_is_behind_or_never_ran() -> None:
     clock = iter(range(100))
     with pytest.raises(LagError, match="no checkpoint for slot s"):
         wait_applied(FakeCheckpoints([None]), "s", 0x25, 3, clock=lambda: next(clock), sleep=lambda s: None)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(("low", "high", "parts"), [(0, 100, 4), (-50, 1_000_003, 7), (5, 8, 32), (1, 10**12, 2000)])
+def test_even_buckets_number_keys_as_width_bucket_does(
+    new_database: Callable[[str], str], low: int, high: int, parts: int
+) -> None:
+    bounds = int_bounds(low, high, parts)
+    sql = even_buckets(bounds, "k")
+    assert sql is not None
+    keys = sorted({low - 1, low, high - 1, high, high + 1, *bounds, *(b - 1 for b in bounds), *(b + 1 for b in bounds)})
+    url = new_database("buckets").replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(url) as conn:
+        rows = conn.execute(
+            f"SELECT k, {sql}, width_bucket(k, %s::bigint[]) FROM unnest(%s::bigint[]) AS k", (bounds, keys)
+        ).fetchall()
+    assert [(k, mine) for k, mine, _ in rows] == [(k, theirs) for k, _, theirs in rows]
+
+
+def test_even_buckets_declines_bounds_it_cannot_compute() -> None:
+    assert even_buckets([1]) is None
+    assert even_buckets([0, 10, 11, 30]) is None  # not evenly cut
+    assert even_buckets(["a", "b"]) is None
