@@ -8,40 +8,54 @@ was sent and got no answer raises ``UpstreamTimeout(sent=True)``: its outcome is
 
 from __future__ import annotations
 
-import http.client
-import http.cookiejar
 import json
 import math
-import ssl
 import threading
 import time
-import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlencode
 
-import requests
 import tenacity
-from requests.adapters import HTTPAdapter
-from urllib3.exceptions import ConnectTimeoutError, MaxRetryError, ProtocolError
-from urllib3.exceptions import SSLError as Urllib3SSLError
+from urllib3 import BaseHTTPResponse
+from urllib3.exceptions import ClosedPoolError, DecodeError, HTTPError, ProtocolError, ProxyError, SSLError
+from urllib3.exceptions import TimeoutError as Urllib3TimeoutError
+from urllib3.util import Timeout
 
 from connectors.breaker import BreakerOpen, CallBreaker
+from connectors.http_pool import DEFAULT_HEADERS, NO_RETRY, ResponseHeaders, TlsConfig, make_pool
+from connectors.upstream_errors import (
+    UpstreamError,
+    UpstreamNotSent,
+    UpstreamProtocolError,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+    classify,
+)
+
+__all__ = [
+    "TlsConfig",
+    "UpstreamClient",
+    "UpstreamConfig",
+    "UpstreamError",
+    "UpstreamNotSent",
+    "UpstreamProtocolError",
+    "UpstreamRequest",
+    "UpstreamResponse",
+    "UpstreamTimeout",
+    "UpstreamUnavailable",
+]
 
 _RETRYABLE_STATUS = frozenset({502, 503, 504})
 _FAILURE_STATUS = frozenset({500, 502, 503, 504})
 _MAX_RETRY_AFTER_S = 1.0
 _MAX_BACKOFF_S = 1.0
 _PROBE_TIMEOUT_CAP_S = 1.0
-
-
-@dataclass(frozen=True)
-class TlsConfig:
-    """How to reach an upstream over TLS: a CA bundle (or bool) to verify it, an optional client certificate (mTLS)."""
-
-    verify: bool | str = True
-    client_cert: str | None = None
-    client_key: str | None = None
+_TIMEOUT_CACHE_SIZE = 64
+# Every failure of one exchange that urllib3 raises with retries off; anything else (a bad URL) is a bug, not the
+# upstream's doing, and propagates.
+_EXCHANGE_ERRORS = (Urllib3TimeoutError, ProtocolError, SSLError, DecodeError, ProxyError, ClosedPoolError)
 
 
 @dataclass(frozen=True)
@@ -59,7 +73,7 @@ class UpstreamConfig:
     retry_backoff: float = 0.05
     breaker_fail_max: int = 5
     breaker_reset_s: float = 5.0
-    tls: TlsConfig = TlsConfig()
+    tls: TlsConfig = field(default_factory=TlsConfig)
 
     def __post_init__(self) -> None:
         if not self.base_url.startswith(("http://", "https://")):
@@ -108,64 +122,11 @@ class UpstreamResponse:
         return json.loads(self.body)
 
 
-class UpstreamError(Exception):
-    """No usable answer from the upstream named by ``upstream`` ("legacy", "cloud")."""
-
-    def __init__(self, upstream: str, message: str = "") -> None:
-        super().__init__(f"{upstream}: {message}" if message else upstream)
-        self.upstream = upstream
-
-
-class UpstreamUnavailable(UpstreamError):
-    """The call was not made or never got through: breaker open, saturated, or unreachable; retry after a while."""
-
-    def __init__(self, upstream: str, reason: str = "unavailable", retry_after: float = 1.0, message: str = "") -> None:
-        super().__init__(upstream, message or reason)
-        self.reason = reason
-        self.retry_after = retry_after
-
-
-class UpstreamNotSent(UpstreamUnavailable):
-    """The request certainly never reached the upstream (connect refused or timed out), after any retries."""
-
-
-class UpstreamTimeout(UpstreamError):
-    """No answer after the request was sent (read timeout, dropped connection): a write's outcome is unknown."""
-
-    def __init__(self, upstream: str, sent: bool = True, message: str = "") -> None:
-        super().__init__(upstream, message or ("no answer after send" if sent else "timed out"))
-        self.sent = sent
-
-
-class UpstreamProtocolError(UpstreamError):
-    """The upstream answered with something that is not HTTP (garbage status line, undecodable body)."""
-
-
-class _RefuseAllCookies(http.cookiejar.CookiePolicy):
-    """Keeps the shared session stateless: no cookie from one caller's answer can ride along on another's request."""
-
-    netscape = True
-    rfc2965 = False
-    hide_cookie2 = True
-
-    def set_ok(self, cookie: http.cookiejar.Cookie, request: urllib.request.Request) -> bool:
-        return False
-
-    def return_ok(self, cookie: http.cookiejar.Cookie, request: urllib.request.Request) -> bool:
-        return False
-
-    def domain_return_ok(self, domain: str, request: urllib.request.Request) -> bool:
-        return False
-
-    def path_return_ok(self, path: str, request: urllib.request.Request) -> bool:
-        return False
-
-
 @dataclass(slots=True)
 class _Attempt:
     """What one attempt produced (an answer or a classified error) and whether another attempt is allowed."""
 
-    response: requests.Response | None = None
+    response: BaseHTTPResponse | None = None
     error: UpstreamError | None = None
     retryable: bool = False
     wait_at_least: float = 0.0
@@ -173,7 +134,7 @@ class _Attempt:
     @property
     def failed(self) -> bool:
         """True if the breaker should count this as the upstream failing."""
-        return self.error is not None or (self.response is not None and self.response.status_code in _FAILURE_STATUS)
+        return self.error is not None or (self.response is not None and self.response.status in _FAILURE_STATUS)
 
 
 class _WaitRetryAfter(tenacity.wait.wait_base):
@@ -213,59 +174,14 @@ def _retry_after_seconds(value: str | None) -> float:
     return seconds if seconds >= 0 else math.inf
 
 
-def _never_sent(exc: requests.RequestException) -> bool:
-    """True when the failure happened before any byte of the request left: connect refused/timeout, DNS, bad cert."""
-    if isinstance(exc, requests.ConnectTimeout):
-        return True
-    cause = exc.args[0] if exc.args else None
-    if not isinstance(cause, MaxRetryError):
-        return False
-    reason = cause.reason
-    if isinstance(reason, ConnectTimeoutError):  # includes NewConnectionError and NameResolutionError
-        return True
-    # Other TLS errors can also come from reading the answer, so only a rejected certificate proves "not sent".
-    return isinstance(reason, Urllib3SSLError) and any(isinstance(arg, ssl.CertificateError) for arg in reason.args)
-
-
-def _is_garbage(exc: requests.RequestException) -> bool:
-    """True when the upstream answered, but not with HTTP (as opposed to hanging up on us)."""
-    if isinstance(exc, requests.exceptions.ContentDecodingError):
-        return True
-    cause = exc.args[0] if exc.args else None
-    if not (isinstance(cause, ProtocolError) and len(cause.args) > 1):
-        return False
-    inner = cause.args[1]
-    # RemoteDisconnected is a BadStatusLine too, and IncompleteRead is a truncated body: both are hang-ups.
-    return isinstance(inner, http.client.HTTPException) and not isinstance(
-        inner, ConnectionError | http.client.IncompleteRead
-    )
-
-
-def _configure_session(session: requests.Session, config: UpstreamConfig) -> None:
-    adapter = HTTPAdapter(pool_connections=1, pool_maxsize=config.pool_size, max_retries=0, pool_block=False)
-    session.mount("http://", adapter)
-    session.mount("https://", adapter)
-    session.cookies.set_policy(_RefuseAllCookies())
-    # No proxies, netrc or CA bundles from the environment: the link to an upstream is configured, and requests would
-    # otherwise re-read the environment on every call.
-    session.trust_env = False
-    session.verify = config.tls.verify
-    if config.tls.client_cert is None:
-        session.cert = None
-    elif config.tls.client_key is None:
-        session.cert = config.tls.client_cert
-    else:
-        session.cert = (config.tls.client_cert, config.tls.client_key)
-
-
 class UpstreamClient:
-    """Calls one upstream through a shared keep-alive session; thread-safe; one instance per upstream per process.
+    """Calls one upstream through a shared keep-alive pool; thread-safe; one instance per upstream per process.
 
     The circuit breaker counts each logical call once, by its final outcome after retries: a connection error, a
     timeout, a garbage answer or a 500/502/503/504 is a failure, anything else (2xx, 3xx, 4xx) a success. Retries inside
     one call therefore cannot open the breaker on their own, and an open breaker refuses whole calls. Calls refused for
-    saturation or by the breaker are not counted. ``session``, if given, is configured like an owned one and closed by
-    ``close()``.
+    saturation or by the breaker are not counted. A redirect is returned as the answer, never followed; no cookie is
+    ever stored or sent back.
     """
 
     def __init__(
@@ -273,22 +189,29 @@ class UpstreamClient:
         config: UpstreamConfig,
         *,
         sleep: Callable[[float], None] = time.sleep,
-        session: requests.Session | None = None,
         on_breaker_change: Callable[[str, str], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.config = config
         self._name = config.name
-        self._base_url = config.base_url.rstrip("/")
-        self._timeout = (config.connect_timeout, config.read_timeout)
-        self._probe_timeout = (
-            min(config.connect_timeout, _PROBE_TIMEOUT_CAP_S),
-            min(config.read_timeout, _PROBE_TIMEOUT_CAP_S),
+        try:
+            self._pool, self._prefix = make_pool(
+                config.base_url,
+                maxsize=config.pool_size,
+                connect_timeout=config.connect_timeout,
+                read_timeout=config.read_timeout,
+                tls=config.tls,
+            )
+        except ValueError as exc:
+            raise ValueError(f"upstream {config.name!r}: {exc}") from exc
+        self._timeouts: dict[tuple[float, float], Timeout] = {}
+        self._timeout = self._timeout_for((config.connect_timeout, config.read_timeout))
+        self._probe_timeout = Timeout(
+            connect=min(config.connect_timeout, _PROBE_TIMEOUT_CAP_S),
+            read=min(config.read_timeout, _PROBE_TIMEOUT_CAP_S),
         )
         self._queue_timeout = config.queue_timeout
         self._slots = threading.BoundedSemaphore(config.max_concurrency)
-        self._session = session if session is not None else requests.Session()
-        _configure_session(self._session, config)
         self._breaker = CallBreaker(
             config.name,
             fail_max=config.breaker_fail_max,
@@ -296,7 +219,9 @@ class UpstreamClient:
             on_change=on_breaker_change,
             clock=clock,
         )
-        # One controller shared by all threads: tenacity keeps its per-call state in a thread-local.
+        self._max_attempts = config.retry_attempts
+        # One controller shared by all threads: tenacity keeps its per-call state in a thread-local. It only runs once
+        # a first attempt turned out retryable; the common case never enters it.
         self._retrying = tenacity.Retrying(
             sleep=sleep,
             stop=tenacity.stop_after_attempt(config.retry_attempts),
@@ -332,8 +257,10 @@ class UpstreamClient:
         started = time.perf_counter()
         try:
             try:
-                outcome = self._retrying(self._attempt, request)
-                attempts: int = self._retrying.statistics["attempt_number"]
+                outcome = self._attempt(request)
+                attempts = 1
+                if outcome.retryable and self._max_attempts > 1:
+                    outcome, attempts = self._retry(request, outcome)
             finally:
                 self._slots.release()
         except BaseException:
@@ -345,9 +272,9 @@ class UpstreamClient:
         response = outcome.response
         assert response is not None
         return UpstreamResponse(
-            status=response.status_code,
-            headers=response.headers,
-            body=response.content,
+            status=response.status,
+            headers=ResponseHeaders(response.headers),
+            body=response.data,
             elapsed_ms=(time.perf_counter() - started) * 1000.0,
             attempts=attempts,
         )
@@ -355,51 +282,70 @@ class UpstreamClient:
     def probe(self, path: str = "/healthz") -> bool:
         """Return True if the upstream answers below 500 within a short timeout; no retries, breaker untouched."""
         try:
-            response = self._session.get(self._base_url + path, timeout=self._probe_timeout, allow_redirects=False)
-        except requests.RequestException:
+            response = self._pool.urlopen(
+                "GET", self._prefix + path, retries=NO_RETRY, redirect=False, timeout=self._probe_timeout,
+                headers=dict(DEFAULT_HEADERS), assert_same_host=False,
+            )  # fmt: skip
+        except (HTTPError, OSError):
             return False
-        return response.status_code < 500
+        return response.status < 500
 
     def close(self) -> None:
         """Close the pooled connections; the client must not be used afterwards."""
-        self._session.close()
+        self._pool.close()
+
+    def _retry(self, request: UpstreamRequest, first: _Attempt) -> tuple[_Attempt, int]:
+        """Carry on after a retryable first attempt under the retry policy; return the last attempt and the count."""
+        made = [first]  # tenacity's first "attempt" hands back the one already made, then real ones follow
+
+        def attempt() -> _Attempt:
+            return made.pop() if made else self._attempt(request)
+
+        outcome: _Attempt = self._retrying(attempt)
+        attempts: int = self._retrying.statistics["attempt_number"]
+        return outcome, attempts
+
+    def _timeout_for(self, timeout: tuple[float, float]) -> Timeout:
+        """Return the urllib3 Timeout for (connect, read), built once per distinct pair."""
+        found = self._timeouts.get(timeout)
+        if found is None:
+            found = Timeout(connect=timeout[0], read=timeout[1])
+            if len(self._timeouts) < _TIMEOUT_CACHE_SIZE:  # per-capability pairs are few; never grow without bound
+                self._timeouts[timeout] = found
+        return found
 
     def _attempt(self, request: UpstreamRequest) -> _Attempt:
         """Make one HTTP exchange and classify it; never raises for an upstream failure."""
+        headers = dict(request.headers)
+        given = {name.lower() for name in headers}
+        for name, value in DEFAULT_HEADERS.items():
+            if name.lower() not in given:
+                headers[name] = value
+        body = request.body
+        if request.json is not None:
+            body = json.dumps(request.json, allow_nan=False).encode()
+            if "content-type" not in given:
+                headers["Content-Type"] = "application/json"
+        url = self._prefix + request.path
+        if request.params:
+            url += ("&" if "?" in url else "?") + urlencode(request.params)
         try:
-            response = self._session.request(
+            response = self._pool.urlopen(
                 request.method,
-                self._base_url + request.path,
-                params=request.params,
-                data=request.body,
-                json=request.json,
-                headers=request.headers,
-                timeout=request.timeout or self._timeout,
+                url,
+                body=body,
+                headers=headers,
+                retries=NO_RETRY,
                 # A redirect is the upstream's answer for the caller; following it could replay a write elsewhere.
-                allow_redirects=False,
+                redirect=False,
+                assert_same_host=False,
+                timeout=self._timeout if request.timeout is None else self._timeout_for(request.timeout),
+                preload_content=True,
             )
-        except (
-            requests.ConnectionError,
-            requests.Timeout,
-            requests.exceptions.ChunkedEncodingError,
-            requests.exceptions.ContentDecodingError,
-        ) as exc:
-            return self._failed_attempt(exc, request.safe_to_repeat)
-        if response.status_code in _RETRYABLE_STATUS and request.safe_to_repeat:
+        except _EXCHANGE_ERRORS as exc:
+            error, retryable = classify(self._name, exc, request.safe_to_repeat)
+            return _Attempt(error=error, retryable=retryable)
+        if response.status in _RETRYABLE_STATUS and request.safe_to_repeat:
             wait = _retry_after_seconds(response.headers.get("Retry-After"))
             return _Attempt(response=response, retryable=wait <= _MAX_RETRY_AFTER_S, wait_at_least=wait)
         return _Attempt(response=response)
-
-    def _failed_attempt(self, exc: requests.RequestException, safe_to_repeat: bool) -> _Attempt:
-        error: UpstreamError
-        if _never_sent(exc):
-            error = UpstreamNotSent(self._name, reason="unreachable", retry_after=1.0, message=f"not sent: {exc}")
-            retryable = True
-        elif _is_garbage(exc):
-            error = UpstreamProtocolError(self._name, f"bad answer: {exc}")
-            retryable = safe_to_repeat
-        else:
-            error = UpstreamTimeout(self._name, sent=True, message=f"no answer after send: {exc}")
-            retryable = safe_to_repeat
-        error.__cause__ = exc
-        return _Attempt(error=error, retryable=retryable)

@@ -1,4 +1,4 @@
-"""Unit tests of how the applier calls legacy for one envelope and classifies the answer (HTTP faked by `responses`)."""
+"""Unit tests of how the applier calls legacy for one envelope and classifies the answer (legacy on loopback)."""
 
 from __future__ import annotations
 
@@ -7,16 +7,15 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import responses
 
 from connectors.adapters import adapter_registry
 from connectors.applier_call import ApplierConfigError, EventCaller, events_capabilities
 from core.events import Envelope
 from core.rules import parse_rules
 from tests.builders import shipped_rules, shipped_rules_text
-from tests.connectors.upstream_fakes import BASE, make_client, refused
+from tests.connectors.upstream_fakes import Reply, ScriptedUpstream, make_client, scripted
 
-PROFUPD = f"{BASE}/CBS/CUST/PROFUPD"
+PROFUPD = "/CBS/CUST/PROFUPD"
 RECORD = {"RC": "00", "CUSTNO": "0000000007", "NAME": "N", "EMAIL": "a@b.example", "PHONE": "1", "ADDR1": "",
           "CITY": "", "POSTCD": "", "LSTUPDDT": "20260101", "DUPFLG": "N"}  # fmt: skip
 
@@ -30,24 +29,29 @@ def envelope(body: Any, customer: str = "7") -> Envelope:
 
 
 @pytest.fixture
-def mock() -> Iterator[responses.RequestsMock]:
-    with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
-        yield rsps
+def mock() -> Iterator[ScriptedUpstream]:
+    with scripted() as server:
+        yield server
+
+
+def caller_for(base_url: str) -> EventCaller:
+    adapters = adapter_registry()
+    client = make_client(base_url, [], retry_attempts=2)
+    return EventCaller(events_capabilities(shipped_rules(), adapters), adapters, client)
 
 
 @pytest.fixture
-def caller() -> EventCaller:
-    adapters = adapter_registry()
-    return EventCaller(events_capabilities(shipped_rules(), adapters), adapters, make_client([], retry_attempts=2))
+def caller(mock: ScriptedUpstream) -> EventCaller:
+    return caller_for(mock.url)
 
 
 def test_the_event_id_is_the_update_reference_and_the_request_id_travels(
-    mock: responses.RequestsMock, caller: EventCaller
+    mock: ScriptedUpstream, caller: EventCaller
 ) -> None:
-    mock.post(PROFUPD, json=RECORD)
+    mock.script("POST", PROFUPD, Reply(json=RECORD))
     result = caller.apply(envelope({"email": "a@b.example"}))
     assert result.kind == "applied" and result.status == 200
-    sent = mock.calls[0].request
+    sent = mock.calls[0]
     assert json.loads(sent.body or b"") == {"CUSTNO": "0000000007", "EMAIL": "a@b.example", "UPDREF": "evt-1"}
     assert sent.headers["X-Request-ID"] == "req-1"
     call = caller.call_for(envelope({"email": "a@b.example"}))
@@ -55,10 +59,9 @@ def test_the_event_id_is_the_update_reference_and_the_request_id_travels(
 
 
 def test_a_5xx_is_retried_in_line_because_the_update_reference_makes_it_safe(
-    mock: responses.RequestsMock, caller: EventCaller
+    mock: ScriptedUpstream, caller: EventCaller
 ) -> None:
-    mock.post(PROFUPD, status=503, json={"RC": "96"})
-    mock.post(PROFUPD, json=RECORD)
+    mock.script("POST", PROFUPD, Reply(503, json={"RC": "96"}), Reply(json=RECORD))
     assert caller.apply(envelope({"phone": "+31 6 1234"})).kind == "applied"
     assert len(mock.calls) == 2
 
@@ -73,21 +76,21 @@ def test_a_5xx_is_retried_in_line_because_the_update_reference_makes_it_safe(
     ],
 )
 def test_legacy_answers_are_classified(
-    mock: responses.RequestsMock, caller: EventCaller, answer: dict[str, Any], kind: str, status: int, title: str
+    mock: ScriptedUpstream, caller: EventCaller, answer: dict[str, Any], kind: str, status: int, title: str
 ) -> None:
-    mock.post(PROFUPD, **answer)
+    mock.script("POST", PROFUPD, Reply(**answer))
     result = caller.apply(envelope({"email": "a@b.example"}))
     assert (result.kind, result.status, result.error["title"], result.sent) == (kind, status, title, True)
 
 
-def test_a_call_that_never_left_does_not_count_as_an_attempt(mock: responses.RequestsMock, caller: EventCaller) -> None:
-    mock.post(PROFUPD, body=refused())
-    result = caller.apply(envelope({"email": "a@b.example"}))
+def test_a_call_that_never_left_does_not_count_as_an_attempt() -> None:
+    with scripted(listen=False) as refusing:
+        result = caller_for(refusing.url).apply(envelope({"email": "a@b.example"}))
     assert (result.kind, result.sent) == ("transient", False)
 
 
 def test_an_update_legacy_could_never_take_fails_for_good_without_a_call(
-    mock: responses.RequestsMock, caller: EventCaller
+    mock: ScriptedUpstream, caller: EventCaller
 ) -> None:
     result = caller.apply(envelope({"nickname": "x"}))
     assert (result.kind, result.status, result.sent) == ("permanent", 400, False)

@@ -1,19 +1,15 @@
-"""UpstreamClient over real loopback sockets, for what `responses` cannot fake: read timeouts, refusals, hang-ups."""
+"""UpstreamClient's failures at the socket level: refusals, connect timeouts, hang-ups, resets, garbage, saturation."""
 
 from __future__ import annotations
 
-import socket
-import socketserver
-import threading
+import gzip
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
 from connectors.upstream import (
-    UpstreamClient,
-    UpstreamConfig,
+    UpstreamError,
     UpstreamNotSent,
     UpstreamProtocolError,
     UpstreamRequest,
@@ -21,199 +17,221 @@ from connectors.upstream import (
     UpstreamTimeout,
     UpstreamUnavailable,
 )
-
-WAIT = 10.0  # generous bound on waits for events, so a broken test fails instead of hanging
-
-
-class Upstream(ThreadingHTTPServer):
-    """A tiny upstream: "/slow" holds its answer until `release` is set; "/hangup" closes without answering."""
-
-    daemon_threads = False  # server_close() joins the handlers, so request counts are final afterwards
-    block_on_close = True
-
-    def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), Handler)
-        self.arrived = threading.Event()
-        self.arrivals = threading.Semaphore(0)  # one release per "/slow" request that reached the handler
-        self.release = threading.Event()
-        self.lock = threading.Lock()
-        self.seen: list[tuple[str, str]] = []
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}"
-
-
-class Handler(BaseHTTPRequestHandler):
-    server: Upstream
-    protocol_version = "HTTP/1.1"
-    disable_nagle_algorithm = True  # headers and body are written separately; do not wait for delayed ACKs
-    timeout = WAIT  # an idle keep-alive connection cannot hold up server_close() for ever
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
-
-    def _handle(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        self.rfile.read(length)
-        with self.server.lock:
-            self.server.seen.append((self.command, self.path))
-        if self.path == "/hangup":
-            self.close_connection = True
-            return
-        if self.path == "/slow":
-            self.server.arrived.set()
-            self.server.arrivals.release()
-            self.server.release.wait(WAIT)
-        body = b'{"ok": true}'
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    do_GET = _handle
-    do_POST = _handle
+from tests.connectors.upstream_fakes import (
+    WAIT,
+    HangUp,
+    Raw,
+    Reply,
+    Reset,
+    ScriptedUpstream,
+    Stall,
+    get,
+    make_client,
+    post,
+    scripted,
+    unaccepting_port,
+)
 
 
 @pytest.fixture
-def upstream() -> Iterator[Upstream]:
-    server = Upstream()
-    thread = threading.Thread(target=server.serve_forever, args=(0.01,), daemon=True)
-    thread.start()
-    try:
+def upstream() -> Iterator[ScriptedUpstream]:
+    with scripted() as server:
         yield server
-    finally:
-        server.release.set()
-        server.shutdown()
-        server.server_close()
-        thread.join(WAIT)
 
 
-def client_for(base_url: str, sleeps: list[float], **overrides: object) -> UpstreamClient:
-    config = UpstreamConfig(name="legacy", base_url=base_url, **overrides)  # type: ignore[arg-type]
-    return UpstreamClient(config, sleep=sleeps.append)
+def test_never_sent_post_is_retried_and_attempts_counted() -> None:
+    with scripted(listen=False) as late:
+        late.script("POST", "/payments", Reply(201, json={"ref": "P1"}))
+        sleeps: list[float] = []
+        # Connections are refused until the second backoff, when the upstream starts listening.
+        client = make_client(
+            late.url, sleeps, sleep=lambda s: late.start() if len(sleeps) == 2 else None, retry_attempts=3
+        )
 
-
-def test_real_round_trip(upstream: Upstream) -> None:
-    client = client_for(upstream.url, [])
-    try:
-        response = client.send(UpstreamRequest("GET", "/accounts/1", safe_to_repeat=True))
-    finally:
+        response = client.send(post())
         client.close()
 
-    assert response.status == 200
-    assert response.json() == {"ok": True}
+    assert response.status == 201
+    assert response.attempts == 3
+    assert late.seen("POST", "/payments") == 1  # the two refused attempts never reached it
+    # exponential backoff with jitter: first wait in [0.05, 0.10], second in [0.10, 0.15]
+    assert len(sleeps) == 2
+    assert 0.05 <= sleeps[0] <= 0.10
+    assert 0.10 <= sleeps[1] <= 0.15
 
 
-def test_read_timeout_after_send_on_unsafe_post_is_in_doubt_and_not_repeated(upstream: Upstream) -> None:
+def test_never_sent_after_all_attempts_raises_not_sent() -> None:
+    with scripted(listen=False) as refusing:
+        sleeps: list[float] = []
+        client = make_client(refusing.url, sleeps, retry_attempts=3)
+
+        with pytest.raises(UpstreamNotSent) as caught:
+            client.send(post())
+
+        assert client.probe() is False
+
+    assert isinstance(caught.value, UpstreamUnavailable)
+    assert caught.value.upstream == "legacy"
+    assert caught.value.reason == "unreachable"
+    assert caught.value.retry_after >= 1
+    assert len(sleeps) == 2  # three attempts
+
+
+def test_connect_timeout_counts_as_never_sent() -> None:
+    with unaccepting_port() as port:
+        sleeps: list[float] = []
+        client = make_client(f"http://127.0.0.1:{port}", sleeps, connect_timeout=0.1, retry_attempts=2)
+
+        with pytest.raises(UpstreamNotSent):
+            client.send(post())
+
+    assert len(sleeps) == 1  # two attempts
+
+
+def test_a_closed_client_sends_nothing(upstream: ScriptedUpstream) -> None:
+    client = make_client(upstream.url, [], retry_attempts=2)
+    client.close()
+
+    with pytest.raises(UpstreamNotSent):
+        client.send(post())
+
+    assert upstream.calls == []
+
+
+def test_unresolvable_host_counts_as_never_sent() -> None:
+    client = make_client("http://no-such-host.invalid", [], retry_attempts=2)
+
+    with pytest.raises(UpstreamNotSent):
+        client.send(post())
+
+
+@pytest.mark.parametrize("answer", [HangUp(), Reset()], ids=["hangup", "reset"])
+def test_dropped_connection_after_send_on_unsafe_post_is_in_doubt_and_not_repeated(
+    upstream: ScriptedUpstream, answer: HangUp | Reset
+) -> None:
+    upstream.script("POST", "/payments", answer, Reply(201))
     sleeps: list[float] = []
-    client = client_for(upstream.url, sleeps, read_timeout=0.2, retry_attempts=3)
+    client = make_client(upstream.url, sleeps, retry_attempts=3)
 
     with pytest.raises(UpstreamTimeout) as caught:
-        client.send(UpstreamRequest("POST", "/slow", json={"amount": "10.00"}))
-    client.close()
-    upstream.release.set()
-    upstream.shutdown()
-    upstream.server_close()
+        client.send(post())
 
     assert caught.value.sent is True
-    assert upstream.seen == [("POST", "/slow")]
+    assert upstream.seen("POST", "/payments") == 1
     assert sleeps == []
 
 
-def test_hangup_after_send_on_unsafe_post_is_in_doubt_and_not_repeated(upstream: Upstream) -> None:
-    sleeps: list[float] = []
-    client = client_for(upstream.url, sleeps, retry_attempts=3)
+def test_read_timeout_after_send_on_unsafe_post_is_in_doubt(upstream: ScriptedUpstream) -> None:
+    upstream.script("POST", "/slow", Stall())
+    client = make_client(upstream.url, [], read_timeout=0.2, retry_attempts=3)
 
     with pytest.raises(UpstreamTimeout) as caught:
-        client.send(UpstreamRequest("POST", "/hangup", json={}))
-    client.close()
-    upstream.shutdown()
-    upstream.server_close()
+        client.send(UpstreamRequest("POST", "/slow", json={"amount": "10.00"}))
 
     assert caught.value.sent is True
-    assert upstream.seen == [("POST", "/hangup")]
+    assert upstream.seen("POST", "/slow") == 1
 
 
-def test_hangup_on_safe_get_is_repeated(upstream: Upstream) -> None:
+@pytest.mark.parametrize("answer", [HangUp(), Reset()], ids=["hangup", "reset"])
+def test_dropped_connection_on_safe_get_is_repeated(upstream: ScriptedUpstream, answer: HangUp | Reset) -> None:
+    upstream.script("GET", "/accounts/1", answer)
     sleeps: list[float] = []
-    client = client_for(upstream.url, sleeps, retry_attempts=3)
+    client = make_client(upstream.url, sleeps, retry_attempts=3)
 
     with pytest.raises(UpstreamTimeout):
-        client.send(UpstreamRequest("GET", "/hangup", safe_to_repeat=True))
-    client.close()
-    upstream.shutdown()
-    upstream.server_close()
+        client.send(get())
 
-    assert upstream.seen == [("GET", "/hangup")] * 3
+    assert upstream.seen("GET", "/accounts/1") == 3
     assert len(sleeps) == 2
 
 
-def test_connection_refused_is_retried_even_for_a_post_then_not_sent() -> None:
-    # A bound socket that never listens refuses connections, and holding it keeps the port from being reused.
-    with socket.socket() as closed_port:
-        closed_port.bind(("127.0.0.1", 0))
-        sleeps: list[float] = []
-        client = client_for(f"http://127.0.0.1:{closed_port.getsockname()[1]}", sleeps, retry_attempts=3)
+def test_truncated_body_is_a_hangup_not_garbage(upstream: ScriptedUpstream) -> None:
+    upstream.script("POST", "/payments", Raw(b'HTTP/1.1 201 Created\r\nContent-Length: 100\r\n\r\n{"ref":'))
+    client = make_client(upstream.url, [])
 
-        with pytest.raises(UpstreamNotSent) as caught:
-            client.send(UpstreamRequest("POST", "/payments", json={}))
+    with pytest.raises(UpstreamTimeout) as caught:
+        client.send(post())
 
-    assert caught.value.reason == "unreachable"
-    assert len(sleeps) == 2  # three attempts
-    assert client.probe() is False
+    assert caught.value.sent is True
+    assert upstream.seen("POST", "/payments") == 1
 
 
-def test_garbage_answer_is_a_protocol_error() -> None:
-    class Garbage(socketserver.StreamRequestHandler):
-        def handle(self) -> None:
-            self.rfile.readline()
-            self.wfile.write(b"SPROCKETS 42\r\n\r\n")
+def test_garbage_answer_is_a_protocol_error_repeated_only_when_safe(upstream: ScriptedUpstream) -> None:
+    upstream.script("GET", "/accounts/1", Raw(b"SPROCKETS 42\r\n\r\n"))
+    upstream.script("POST", "/payments", Raw(b"SPROCKETS 42\r\n\r\n"))
+    client = make_client(upstream.url, [], retry_attempts=2)
 
-    with socketserver.TCPServer(("127.0.0.1", 0), Garbage) as server:
-        thread = threading.Thread(target=server.serve_forever, args=(0.01,), daemon=True)
-        thread.start()
-        client = client_for(f"http://127.0.0.1:{server.server_address[1]}", [], retry_attempts=1)
-        try:
-            with pytest.raises(UpstreamProtocolError):
-                client.send(UpstreamRequest("GET", "/accounts/1", safe_to_repeat=True))
-        finally:
-            server.shutdown()
-            thread.join(WAIT)
+    with pytest.raises(UpstreamProtocolError) as caught:
+        client.send(get())
+    with pytest.raises(UpstreamProtocolError):
+        client.send(post())
+
+    assert isinstance(caught.value, UpstreamError)
+    assert not isinstance(caught.value, UpstreamUnavailable)
+    assert (upstream.seen("GET", "/accounts/1"), upstream.seen("POST", "/payments")) == (2, 1)
 
 
-def test_saturated_client_refuses_quickly_and_frees_the_slot_after(upstream: Upstream) -> None:
-    client = client_for(upstream.url, [], max_concurrency=1, queue_timeout=0.05)
+def test_undecodable_body_is_a_protocol_error(upstream: ScriptedUpstream) -> None:
+    upstream.script("GET", "/accounts/1", Reply(body=b"not gzip at all", headers={"Content-Encoding": "gzip"}))
+    client = make_client(upstream.url, [], retry_attempts=1)
+
+    with pytest.raises(UpstreamProtocolError) as caught:
+        client.send(get())
+
+    assert not isinstance(caught.value, UpstreamUnavailable)
+
+
+def test_compressed_body_is_decoded(upstream: ScriptedUpstream) -> None:
+    upstream.script("GET", "/accounts/1", Reply(body=gzip.compress(b'{"ok": 1}'), headers={"Content-Encoding": "gzip"}))
+
+    assert make_client(upstream.url, []).send(get()).json() == {"ok": 1}
+
+
+def test_saturated_client_refuses_quickly_and_frees_the_slot_after(upstream: ScriptedUpstream) -> None:
+    upstream.script("GET", "/slow", Stall())
+    upstream.script("GET", "/fast", Reply(json={}))
+    client = make_client(upstream.url, [], max_concurrency=1, queue_timeout=0.05)
     with ThreadPoolExecutor(max_workers=1) as pool:
-        in_flight = pool.submit(client.send, UpstreamRequest("GET", "/slow", safe_to_repeat=True))
+        in_flight = pool.submit(client.send, get("/slow"))
         assert upstream.arrived.wait(WAIT)
 
         with pytest.raises(UpstreamUnavailable) as caught:
-            client.send(UpstreamRequest("GET", "/fast", safe_to_repeat=True))
+            client.send(get("/fast"))
 
         upstream.release.set()
         first: UpstreamResponse = in_flight.result(WAIT)
-    after = client.send(UpstreamRequest("GET", "/fast", safe_to_repeat=True))
-    client.close()
+    after = client.send(get("/fast"))
 
     assert caught.value.reason == "saturated"
     assert caught.value.retry_after == 1
     assert not isinstance(caught.value, UpstreamNotSent)
     assert first.status == 200
     assert after.status == 200
-    assert upstream.seen.count(("GET", "/fast")) == 1  # the refused call never went out
+    assert upstream.seen("GET", "/fast") == 1  # the refused call never went out
     assert client.breaker_state == "closed"  # saturation is ours, not the upstream's failure
 
 
-def test_calls_are_concurrent_not_serialised_by_the_breaker(upstream: Upstream) -> None:
-    client = client_for(upstream.url, [], max_concurrency=2)
+def test_calls_are_concurrent_not_serialised_by_the_breaker(upstream: ScriptedUpstream) -> None:
+    upstream.script("GET", "/slow", Stall())
+    client = make_client(upstream.url, [], max_concurrency=2)
     with ThreadPoolExecutor(max_workers=2) as pool:
-        calls = [pool.submit(client.send, UpstreamRequest("GET", "/slow", safe_to_repeat=True)) for _ in range(2)]
+        calls = [pool.submit(client.send, get("/slow")) for _ in range(2)]
         both_in_flight = upstream.arrivals.acquire(timeout=WAIT) and upstream.arrivals.acquire(timeout=WAIT)
         upstream.release.set()
         statuses = [call.result(WAIT).status for call in calls]
-    client.close()
 
     assert both_in_flight
     assert statuses == [200, 200]
+
+
+def test_more_callers_than_the_pool_keeps_all_get_through(upstream: ScriptedUpstream) -> None:
+    upstream.script("GET", "/slow", Stall())
+    client = make_client(upstream.url, [], max_concurrency=4, pool_size=1)
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        calls = [pool.submit(client.send, get("/slow")) for _ in range(4)]
+        all_in_flight = all(upstream.arrivals.acquire(timeout=WAIT) for _ in range(4))
+        upstream.release.set()
+        statuses = [call.result(WAIT).status for call in calls]
+
+    assert all_in_flight  # the pool does not block: its size is what it keeps, not a second bound
+    assert statuses == [200] * 4
