@@ -27,15 +27,25 @@ from werkzeug.test import EnvironBuilder
 
 from connectors.upstream import UpstreamClient, UpstreamConfig, UpstreamRequest
 
+LEGACY_BALANCE = "/CBS/ACCT/BAL?ACCTNO=0000000001"
+FACADE_BALANCE = "/v1/accounts/1/balance"
+ACCESS_FIELDS = {
+    "request_id": uuid.uuid4().hex, "client": "portal", "method": "GET", "path": "/v1/accounts/1/balance",
+    "capability": "accounts.balance", "mode": "legacy", "upstream": "legacy", "status": 200, "ms": 2.5,
+}  # fmt: skip
 
-def cpu_us_per_call(fn: Callable[[], object], calls: int, warmup: int = 100) -> float:
-    """Return this thread's CPU microseconds per call of `fn`, after `warmup` calls."""
+
+def cpu_us_per_call(
+    fn: Callable[[], object], calls: int, warmup: int = 100, clock: Callable[[], float] = time.thread_time
+) -> float:
+    """Return CPU microseconds per call of `fn` after `warmup` calls: this thread's, or the process's with
+    `clock=time.process_time` (which also counts work handed to other threads, such as the log writer)."""
     for _ in range(warmup):
         fn()
-    started = time.thread_time()
+    started = clock()
     for _ in range(calls):
         fn()
-    return (time.thread_time() - started) / calls * 1e6
+    return (clock() - started) / calls * 1e6
 
 
 def wsgi_caller(app: Any, path: str, headers: Mapping[str, str]) -> Callable[[], object]:
@@ -72,18 +82,23 @@ def multiprocess_metrics() -> Iterator[str]:
         shutil.rmtree(directory, ignore_errors=True)
 
 
-def facade_app_cost(facade_env: Mapping[str, str], path: str, headers: Mapping[str, str], calls: int) -> float:
-    """Return the CPU per request of the real facade app (legacy mode), built here from the stack's environment."""
+def facade_app_cost(
+    facade_env: Mapping[str, str], path: str, headers: Mapping[str, str], calls: int
+) -> tuple[float, float]:
+    """Return the CPU per request of the real facade app (legacy mode), built here from the stack's environment:
+    the calling thread's, and the whole process's (with the log writer thread and the background pollers)."""
+    from contextlib import redirect_stderr
+
     from core.settings import Settings
     from facade.app import create_app
 
-    with multiprocess_metrics(), open(os.devnull, "w") as devnull:
+    # The facade's log writer keeps the stream it found at its first start: leave it open (one descriptor).
+    devnull = open(os.devnull, "w")  # noqa: SIM115
+    with multiprocess_metrics(), redirect_stderr(devnull):
         app = create_app(Settings.from_env(facade_env))
-        for handler in logging.getLogger("strangler").handlers:
-            if isinstance(handler, logging.StreamHandler):
-                handler.setStream(devnull)
         try:
-            return cpu_us_per_call(wsgi_caller(app.wsgi_app, path, headers), calls)
+            call = wsgi_caller(app.wsgi_app, path, headers)
+            return cpu_us_per_call(call, calls), cpu_us_per_call(call, calls, clock=time.process_time)
         finally:
             app.extensions["strangler"].close()
 
@@ -120,15 +135,27 @@ def json_log_line() -> Callable[[], object]:
     log.addHandler(handler)
     log.setLevel(logging.INFO)
     log.propagate = False
-    extra = {"request_id": uuid.uuid4().hex, "client": "portal", "method": "GET", "path": "/v1/accounts/1/balance",
-             "capability": "accounts.balance", "mode": "legacy", "upstream": "legacy", "status": 200,
-             "ms": 2.5}  # fmt: skip
-    return lambda: log.info("request", extra=extra)
+    return lambda: log.info("request", extra=ACCESS_FIELDS)
 
 
-def metrics_updates() -> Callable[[], object]:
-    """Return a function that counts one request and observes its latency, as the facade does per request."""
+def facade_access_log() -> tuple[Callable[[], object], Callable[[], object]]:
+    """Return the facade's access-log write as a request thread pays it, and the writer thread's formatting of it."""
+    import queue
+
+    from facade.logs import AccessLog, _Access, _Writer
+
+    access_log = AccessLog()  # onto the facade's writer queue once its logging is configured (the app was built)
+    writer = _Writer(queue.SimpleQueue(), open(os.devnull, "w"))  # noqa: SIM115 - not started: formats only
+    entry = _Access(time.time(), ACCESS_FIELDS)
+    return lambda: access_log.write(ACCESS_FIELDS), lambda: writer._access_line(entry)
+
+
+def metrics_updates(cached: bool = False) -> Callable[[], object]:
+    """Return a function that counts one request and observes its latency: `labels()` each time, or cached children
+    as the facade does."""
     from prometheus_client import CollectorRegistry, Counter, Histogram
+
+    from facade.portal import LabelledChildren
 
     registry = CollectorRegistry()
     labels = ("capability", "mode", "upstream")
@@ -139,7 +166,13 @@ def metrics_updates() -> Callable[[], object]:
         requests_total.labels("accounts.balance", "legacy", "legacy", "200").inc()
         latency.labels("accounts.balance", "legacy", "legacy").observe(0.0025)
 
-    return update
+    counts, seconds = LabelledChildren(requests_total), LabelledChildren(latency)
+
+    def update_cached() -> None:
+        counts("accounts.balance", "legacy", "legacy", "200").inc()
+        seconds("accounts.balance", "legacy", "legacy").observe(0.0025)
+
+    return update_cached if cached else update
 
 
 def measure_parts(
@@ -158,12 +191,13 @@ def measure_parts(
     path, _, query = legacy_path.partition("?")
     params = dict(pair.split("=", 1) for pair in query.split("&")) if query else None
     costs: dict[str, float] = {}
-    costs["facade app, whole request (WSGI call, legacy mode)"] = facade_app_cost(
-        facade_env, facade_path, facade_headers, calls
-    )
+    (
+        costs["facade app, whole request (WSGI call, legacy mode)"],
+        costs["facade app, whole request, process CPU (+ log writer thread, pollers)"],
+    ) = facade_app_cost(facade_env, facade_path, facade_headers, calls)
     client = UpstreamClient(UpstreamConfig(name="legacy", base_url=legacy_url, max_concurrency=64, pool_size=64))
     upstream_request = UpstreamRequest("GET", path, params=params, safe_to_repeat=True)
-    costs["UpstreamClient.send (breaker, semaphore, tenacity, requests)"] = cpu_us_per_call(
+    costs["UpstreamClient.send (breaker, semaphore, urllib3 pool)"] = cpu_us_per_call(
         lambda: client.send(upstream_request), calls
     )
     client.close()
@@ -187,8 +221,47 @@ def measure_parts(
     costs["Flask skeleton: hooks + one route, no upstream"] = cpu_us_per_call(
         wsgi_caller(flask_skeleton().wsgi_app, facade_path, facade_headers), calls * 5
     )
-    costs["JSON access-log line (python-json-logger)"] = cpu_us_per_call(json_log_line(), calls * 10)
+    costs["JSON access-log line (logging + python-json-logger, one thread)"] = cpu_us_per_call(
+        json_log_line(), calls * 10
+    )
+    on_request_thread, on_writer_thread = facade_access_log()
+    costs["facade access log: request thread (AccessLog.write)"] = cpu_us_per_call(on_request_thread, calls * 10)
+    costs["facade access log: writer thread (JSON line)"] = cpu_us_per_call(on_writer_thread, calls * 10)
     with multiprocess_metrics():
         costs["prometheus counter + histogram, multiprocess mmap"] = cpu_us_per_call(metrics_updates(), calls * 10)
+        costs["prometheus counter + histogram, multiprocess mmap, cached children"] = cpu_us_per_call(
+            metrics_updates(cached=True), calls * 10
+        )
     costs["prometheus counter + histogram, in-process"] = cpu_us_per_call(metrics_updates(), calls * 10)
     return {name: round(us, 1) for name, us in costs.items()}
+
+
+def main() -> None:
+    """Start a throwaway stack (no events pipeline, no CDC), print the CPU per call of each part, best of N rounds."""
+    import argparse
+    import sys
+
+    from cli.stack import Stack, StackOptions
+
+    parser = argparse.ArgumentParser(prog="python -m bench.parts", description=main.__doc__)
+    parser.add_argument("--calls", type=int, default=500, help="calls per part and round (some parts use 5-10x)")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds; the lowest figure per part is reported")
+    args = parser.parse_args()
+    options = StackOptions(
+        customers=100, events_pipeline=False, replication=False, facade_workers=1, facade_threads=4,
+        log=lambda line: print(line, file=sys.stderr),
+    )  # fmt: skip
+    with Stack(options) as stack:
+        headers = {"Authorization": f"Bearer {stack.api_key}"}
+        rounds = [
+            measure_parts(stack.urls["legacy"], LEGACY_BALANCE, stack.facade_env, FACADE_BALANCE, headers, args.calls)
+            for _ in range(args.rounds)
+        ]
+    width = max(len(name) for name in rounds[0])
+    for name in rounds[0]:
+        figures = [r[name] for r in rounds]
+        print(f"{name:<{width}}  {min(figures):8.1f} µs   (rounds: {', '.join(f'{f:.1f}' for f in figures)})")
+
+
+if __name__ == "__main__":
+    main()

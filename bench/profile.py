@@ -17,7 +17,7 @@ _FRAME = re.compile(r"^(?P<func>.*) \((?P<file>[^()]*?)(?::\d+)?\)$")
 # Owners of a sample, by file path; a sample belongs to the innermost frame whose file matches one of these
 # (stdlib helpers such as socket, json, re or typing are charged to whoever called them).
 CATEGORIES: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("logging: JSON access log (logging, python-json-logger)", ("logging/", "pythonjsonlogger/")),
+    ("logging: JSON access log (logging, python-json-logger)", ("logging/", "pythonjsonlogger/", "facade/logs.py")),
     ("metrics: prometheus_client (multiprocess mmap files)", ("prometheus_client/",)),
     ("retries: tenacity", ("tenacity/",)),
     ("upstream client: requests", ("requests/",)),

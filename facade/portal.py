@@ -1,30 +1,57 @@
-"""The portal API blueprint: every /v1 call is matched to a capability and answered by its route's mode."""
+"""The portal API blueprint: every /v1 call is matched to a capability and answered by its route's mode.
+
+Each capability of the rules the app started with is a Flask rule of its own, so Flask's one URL match also names the
+capability. Once the rules file has been reloaded, that match may be stale, and the live table's matcher decides; a
+path no capability rule took reaches the catch-all rule, which asks the live table too (404 or 405 if nothing serves
+it).
+"""
 
 from __future__ import annotations
 
-import logging
 import time
 import uuid
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 import sqlalchemy as sa
 from flask import Blueprint, Response, g, request
+from prometheus_client.metrics import MetricWrapperBase
 
 from connectors.adapters import AdapterInputError
 from core.calls import Call, Outcome
 from core.problems import problem
-from core.rules import CapabilitySpec
+from core.routestore import RouteState
+from core.rules import CapabilitySpec, RuleSet
 from facade.dispatch import InDoubt
 from facade.events import request_status
 from facade.idempotency import PostgresIdempotencyStore
 from facade.indoubt import InDoubtResolver
 from facade.livetable import LiveRoutes
+from facade.logs import AccessLog
 from facade.metrics import FacadeMetrics
 from facade.modes import Mode, Routed, upstream_of
-from facade.routing import NoRoute
+from facade.routing import Match, NoRoute
 
-log = logging.getLogger("strangler.access")
 MAX_KEY_LENGTH = 200
+PORTAL_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
+MAX_CACHED_CHILDREN = 4096  # label combinations are bounded by routes x statuses; a safety net all the same
+
+
+class LabelledChildren:
+    """The children of one labelled metric by label values, looked up once: ``labels()`` on every request costs."""
+
+    def __init__(self, metric: MetricWrapperBase) -> None:
+        self._metric = metric
+        self._children: dict[tuple[str, ...], Any] = {}
+
+    def __call__(self, *values: str) -> Any:
+        child = self._children.get(values)
+        if child is None:
+            child = self._metric.labels(*values)
+            if len(self._children) < MAX_CACHED_CHILDREN:
+                self._children[values] = child
+        return child
 
 
 @dataclass
@@ -37,33 +64,56 @@ class Portal:
     in_doubt: InDoubtResolver
     metrics: FacadeMetrics
     engine: sa.Engine
+    request_counts: LabelledChildren = field(init=False)
+    request_seconds: LabelledChildren = field(init=False)
 
-    def answer(self) -> Outcome:
+    def __post_init__(self) -> None:
+        self.request_counts = LabelledChildren(self.metrics.requests)
+        self.request_seconds = LabelledChildren(self.metrics.latency)
+
+    def answer(self, matched: Match | None = None, matched_in: RuleSet | None = None) -> tuple[Outcome, str, str]:
+        """Answer the current request; return the outcome, its capability and its mode ("-" when none matched).
+
+        ``matched`` is Flask's match of a capability rule made from ``matched_in``; it is used only while the live
+        table still holds those very rules, else the live table's matcher decides.
+        """
         snapshot = self.routes.snapshot
-        try:
-            match = snapshot.matcher.match(request.method, request.path)
-        except NoRoute as exc:
-            if exc.allowed:
-                return problem(
-                    405, "method-not-allowed", "Method not allowed", f"{request.method} is not served here",
-                    headers={"Allow": ", ".join(exc.allowed)},
-                )  # fmt: skip
-            return problem(404, "no-such-route", "Not found", f"no capability serves {request.path}")
+        req = request._get_current_object()  # type: ignore[attr-defined]  # one proxy lookup, not one per use
+        method, path = req.method, req.path
+        if matched is not None and snapshot.rules is matched_in:
+            match = matched
+        else:
+            try:
+                match = snapshot.matcher.match(method, path)
+            except NoRoute as exc:
+                if exc.allowed:
+                    return problem(
+                        405, "method-not-allowed", "Method not allowed", f"{method} is not served here",
+                        headers={"Allow": ", ".join(exc.allowed)},
+                    ), "-", "-"  # fmt: skip
+                return problem(404, "no-such-route", "Not found", f"no capability serves {path}"), "-", "-"
         cap = snapshot.capability(match.capability)
-        g.capability, g.mode = cap.name, snapshot.states[cap.name].mode
-        body = request.get_data(cache=False)
+        route = snapshot.states[cap.name]
+        ids = g._get_current_object()
+        ids.capability, ids.mode = cap.name, route.mode  # for whoever handles this request after us (error handlers)
+        return self._matched(req, ids, cap, route, match.params), cap.name, route.mode
+
+    def _matched(
+        self, req: Any, ids: Any, cap: CapabilitySpec, route: RouteState, params: Mapping[str, str]
+    ) -> Outcome:
+        body = req.get_data(cache=False)
         if not body and cap.is_write:
             return problem(400, "malformed-json", "Missing body", "this request needs a JSON body")
         call = Call(
-            capability=cap.name, method=request.method, path=request.path, path_params=match.params,
-            query=request.args.to_dict(), body=body, request_id=g.request_id, client_id=g.client_id,
-            headers={"content-type": request.content_type or "application/json"},
+            capability=cap.name, method=req.method, path=req.path, path_params=params,
+            query=req.args.to_dict(), body=body, request_id=ids.request_id, client_id=ids.client_id,
+            headers={"content-type": req.content_type or "application/json"},
         )  # fmt: skip
         try:
             call.json  # noqa: B018  # parsed once here; adapters and modes reuse the cached value
         except ValueError as exc:
             return problem(400, "malformed-json", "Malformed JSON", f"the body is not valid JSON: {exc}")
-        routed = Routed(call, cap, snapshot.states[cap.name])
+        routed = Routed(call, cap, route)
         if cap.is_write and cap.idempotency != "none":
             return self._idempotent(routed)
         return self._run(routed, None)
@@ -132,43 +182,59 @@ def new_resource_id(cap: CapabilitySpec) -> str:
     return f"{cap.name.split('.')[0][:3]}_{uuid.uuid4().hex}"
 
 
-def to_response(outcome: Outcome) -> Response:
+def to_response(outcome: Outcome, upstream: str | None = None) -> Response:
+    """Return the HTTP response for an outcome, JSON unless it says otherwise, tagged with who answered if given."""
     headers = dict(outcome.headers)
     headers.setdefault("Content-Type", "application/json")
+    if upstream is not None:
+        headers["X-Strangler-Upstream"] = upstream
     return Response(outcome.payload(), status=outcome.status, headers=headers)
 
 
 def make_blueprint(portal: Portal) -> Blueprint:
-    """Return the blueprint that sends every /v1 path through the portal."""
+    """Return the blueprint that sends every /v1 path through the portal: one rule per capability, then a catch-all."""
     bp = Blueprint("portal", __name__)
+    access_log = AccessLog()
 
     @bp.get("/v1/requests/<request_id>")
     def update_status(request_id: str) -> Response:
         outcome = request_status(portal.engine, request_id, g.client_id)
-        response = to_response(outcome)
-        response.headers["X-Strangler-Upstream"] = "facade"
-        return response
+        return to_response(outcome, "facade")
 
-    @bp.route("/v1/", defaults={"rest": ""}, methods=["GET", "POST", "PUT", "PATCH", "DELETE"])
-    @bp.route("/v1/<path:rest>", methods=["GET", "POST", "PUT", "PATCH", "DELETE"])
-    def portal_call(rest: str) -> Response:
+    def respond(matched: Match | None, matched_in: RuleSet | None) -> Response:
         started = time.perf_counter()
-        outcome = portal.answer()
-        capability, mode = g.get("capability", "-"), g.get("mode", "-")
+        outcome, capability, mode = portal.answer(matched, matched_in)
         elapsed = time.perf_counter() - started
         upstream = outcome.upstream or "facade"
-        portal.metrics.requests.labels(capability, mode, upstream, str(outcome.status)).inc()
-        portal.metrics.latency.labels(capability, mode, upstream).observe(elapsed)
-        log.info(
-            "request",
-            extra={
-                "request_id": g.request_id, "client": g.client_id, "method": request.method, "path": request.path,
+        portal.request_counts(capability, mode, upstream, str(outcome.status)).inc()
+        portal.request_seconds(capability, mode, upstream).observe(elapsed)
+        req, ids = request._get_current_object(), g._get_current_object()  # type: ignore[attr-defined]
+        access_log.write(
+            {
+                "request_id": ids.request_id, "client": ids.client_id, "method": req.method, "path": req.path,
                 "capability": capability, "mode": mode, "upstream": upstream, "status": outcome.status,
                 "ms": round(elapsed * 1000, 2),
-            },
+            }
         )  # fmt: skip
-        response = to_response(outcome)
-        response.headers["X-Strangler-Upstream"] = upstream
-        return response
+        return to_response(outcome, upstream)
+
+    def capability_view(name: str, rules: RuleSet) -> Callable[..., Response]:
+        def capability_call(**params: Any) -> Response:
+            return respond(Match(name, {k: str(v) for k, v in params.items()}), rules)
+
+        return capability_call
+
+    # Fixed at start-up: after a reload of the rules file, `Portal.answer` ignores these and asks the live table.
+    # Flask's strict slash handling applies to them, so only canonical paths take this way; any other path (a
+    # trailing or doubled slash) reaches the catch-all and is answered exactly as before these rules existed.
+    started_with = portal.routes.snapshot.rules
+    for number, cap in enumerate(started_with.capabilities.values()):
+        view = capability_view(cap.name, started_with)
+        bp.add_url_rule(cap.path, f"capability_{number}", view, methods=[cap.method])
+
+    @bp.route("/v1/", defaults={"rest": ""}, methods=PORTAL_METHODS)
+    @bp.route("/v1/<path:rest>", methods=PORTAL_METHODS)
+    def portal_call(rest: str) -> Response:
+        return respond(None, None)
 
     return bp
