@@ -86,7 +86,7 @@ def relay(batch_size: int, metrics_port: int | None, metrics_addr: str) -> None:
         rules = load_rules(settings.rules_path)
     except RulesError as exc:
         raise click.ClickException(str(exc)) from None
-    engine = make_engine(settings.database_url, pool_size=3)  # the lock's session, the marker, metric scrapes
+    engine = make_engine(settings.database_url, pool_size=4)  # the lock's session, two marking sessions, metric scrapes
     create_schema(engine)
     worker = OutboxRelay(
         engine,

@@ -1,11 +1,12 @@
 """The outbox relay: publishes accepted updates from the control-plane outbox to Kafka, marking only acknowledged rows.
 
 One relay is active at a time (a PostgreSQL session advisory lock held on the relay's own connection); others wait as
-standbys and take over when it dies. A pass reads unpublished rows in id order and keeps a few batches in flight; a
-marker thread waits for each batch's delivery reports and marks the acknowledged rows (one statement, hence one
-transaction) while the next batches are read and sent. A watchdog queues again every accepted update that was
-published but not applied within `republish_after_s` (the embedded broker forgets everything on restart); the
-applier's dedup by event id and per-key sequence makes the duplicates harmless.
+standbys and take over when it dies. A pass reads the queued rows (`event_outbox_pending`) in id order and keeps a few
+batches in flight; a marker thread waits for each batch's delivery reports and marks the acknowledged rows (one
+statement: they leave the queue and their outbox rows note the publication) while the next batches are read and sent.
+The requests themselves are not written: their status reads "published" from the outbox row. A watchdog queues again
+every accepted update that was published but not applied within `republish_after_s` (the embedded broker forgets
+everything on restart); the applier's dedup by event id and per-key sequence makes the duplicates harmless.
 """
 
 from __future__ import annotations
@@ -14,12 +15,14 @@ import logging
 import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
-from confluent_kafka import KafkaError, KafkaException, Producer
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from connectors import relay_store as store
@@ -29,6 +32,7 @@ from core.db import AdvisoryLocks
 log = logging.getLogger("strangler.relay")
 
 RELAY_LOCK_KEY = AdvisoryLocks.RELAY  # one active relay per control-plane database
+MARK_SESSIONS = 2  # marks of consecutive batches run side by side: the database, not Python, is their limit
 
 PRODUCER_DEFAULTS: dict[str, Any] = {
     "enable.idempotence": True,
@@ -50,16 +54,26 @@ def default_backoff(failures: int) -> float:
 
 @dataclass
 class _Batch:
-    """Rows sent together; `outcome` fills from delivery reports (None means acknowledged)."""
+    """Rows sent together; delivery reports fill `reports` (one per message) and `failed` (event id → error)."""
 
     rows: Sequence[Any]
     deadline: float
     started: float
-    outcome: dict[int, KafkaError | None] = field(default_factory=dict)
+    ids: list[int] = field(default_factory=list)  # the rows' outbox ids, in order
+    reports: list[KafkaError | None] = field(default_factory=list)
+    failed: dict[str, KafkaError] = field(default_factory=dict)
+
+    def report(self, err: KafkaError | None, msg: Message) -> None:
+        """Note one delivery report (the producer's on_delivery): cheap on success, the event id kept on failure."""
+        if err is not None:
+            headers = dict(msg.headers() or ())
+            event_id = headers.get("event_id", b"")
+            self.failed[event_id.decode() if isinstance(event_id, bytes) else str(event_id)] = err
+        self.reports.append(err)  # list.append is atomic: reports may be served by the sender's or the marker's poll
 
     @property
     def complete(self) -> bool:
-        return len(self.outcome) >= len(self.rows)
+        return len(self.reports) >= len(self.rows)
 
 
 @dataclass
@@ -137,8 +151,8 @@ class OutboxRelay:
         try:
             got = conn.execute(sa.select(sa.func.pg_try_advisory_lock(self.lock_key))).scalar_one()
             if got:
-                # A burst makes the unpublished set large before statistics catch up; a bitmap scan plus sort would
-                # then read the whole backlog for every batch, where the ordered scan of the partial index reads one.
+                # A burst makes the queue large before statistics catch up; a bitmap scan plus sort would then read
+                # the whole backlog for every batch, where the ordered scan of the queue's key reads one batch.
                 conn.exec_driver_sql("SET enable_bitmapscan = off")
         except BaseException:
             conn.invalidate()
@@ -175,7 +189,7 @@ class OutboxRelay:
     def publish_batch(self) -> int:
         """Publish one batch (rows in id order), wait for its delivery reports, mark the acknowledged; return count."""
         conn = self._work_conn()
-        rows = conn.execute(store.select_unpublished, {"after": 0, "limit": self.batch_size}).all()
+        rows = self._read(conn, 0)
         if not rows:
             return 0
         batch = self._send(rows)
@@ -191,22 +205,26 @@ class OutboxRelay:
     def publish_pass(self, stop: threading.Event, max_seconds: float = 5.0) -> PassResult:
         """Publish unpublished rows with several batches in flight until none are left (or failure, stop, time up)."""
         conn = self._work_conn()
-        rows = conn.execute(store.select_unpublished, {"after": 0, "limit": self.batch_size}).all()
+        rows = self._read(conn, 0)
         if not rows:
             return PassResult()  # idle: no marker thread, no second connection
         batches: queue.Queue[_Batch | None] = queue.Queue(maxsize=self.pipeline_depth)
         marker = _Marker(self, batches)
         marker.start()
         result, ends = PassResult(), self.clock() + max_seconds
+        # The next batch is read while this one is produced: the database works while Python sends.
+        reader = ThreadPoolExecutor(1, thread_name_prefix="relay-reader")
         try:
             while rows:
                 result.read += len(rows)
+                # Rows in flight are still unpublished: read on past them.
+                ahead = reader.submit(self._read, conn, rows[-1][0])
                 batches.put(self._send(rows))
+                rows = ahead.result()
                 if stop.is_set() or marker.failed or marker.error or self.clock() > ends:
                     break
-                after = rows[-1].id  # rows in flight are still unpublished: read on past them
-                rows = conn.execute(store.select_unpublished, {"after": after, "limit": self.batch_size}).all()
         finally:
+            reader.shutdown(wait=True)  # the lock's session is used by one thread at a time
             batches.put(None)
             marker.join()
         if marker.error is not None:
@@ -216,42 +234,59 @@ class OutboxRelay:
             self._broker_lost()
         return result
 
+    def _read(self, conn: sa.Connection, after: int) -> Sequence[tuple[int, str, str, bytes, str]]:
+        """Return the next queued rows after outbox id `after`: (id, topic, key, value, event_id) in id order."""
+        # Plain tuples in binary format straight from the driver: result rows would cost more than the query.
+        driver = conn.connection.driver_connection
+        assert driver is not None
+        with driver.cursor(binary=True) as cursor:
+            cursor.execute(store.SELECT_UNPUBLISHED_SQL, {"after": after, "limit": self.batch_size}, prepare=True)
+            return cursor.fetchall()
+
     def _send(self, rows: Sequence[Any]) -> _Batch:
         now = time.perf_counter()
         batch = _Batch(rows, deadline=self.clock() + self.flush_timeout_s, started=now)
-        outcome = batch.outcome
+        report, add_id = batch.report, batch.ids.append  # one callback for the batch: no closure per row
         try:
             producer = self._producer or self._new_producer()
             produce = producer.produce
             for row_id, topic, key, value, event_id in rows:
-
-                def report(err: KafkaError | None, _msg: object, row_id: int = row_id) -> None:
-                    outcome[row_id] = err
-
-                while True:
-                    try:
-                        produce(topic, value, key, headers={"event_id": event_id}, on_delivery=report)
-                        break
-                    except BufferError:
-                        producer.poll(0.05)  # the local queue is full: serve delivery reports until there is room
+                add_id(row_id)
+                try:
+                    produce(topic, value, key, headers={"event_id": event_id}, on_delivery=report)
+                except BufferError:
+                    while True:  # the local queue is full: serve delivery reports until there is room
+                        producer.poll(0.05)
+                        try:
+                            produce(topic, value, key, headers={"event_id": event_id}, on_delivery=report)
+                            break
+                        except BufferError:
+                            continue
         except KafkaException as exc:
-            log.warning("producer failed: %s", exc)  # rows without a report count as not acknowledged
+            # The rest of the batch was never produced, so it cannot complete: nothing of it is marked, and the
+            # marker need not wait for its deadline before the relay recreates topics and tries again.
+            log.warning("producer failed: %s", exc)
+            batch.deadline = self.clock()
         return batch
 
     def _settle(self, batch: _Batch, blocked: set[tuple[str, str]]) -> tuple[list[int], bool]:
-        """Return the rows safe to mark and whether any failed; a key with an unacknowledged row stays `blocked`."""
-        outcome = batch.outcome
-        if not blocked and batch.complete and all(err is None for err in outcome.values()):
-            return [row.id for row in batch.rows], False
+        """Return the rows safe to mark and whether any failed; a key with an unacknowledged row stays `blocked`.
+
+        A row is safe once its delivery report said acknowledged; a batch whose reports did not all arrive in time
+        marks nothing (a report cannot be matched to its row without one), so all of it goes out again.
+        """
+        complete, failed = batch.complete, batch.failed
+        if not blocked and complete and not failed:
+            return batch.ids, False
         safe = []
-        for row in batch.rows:
+        for row_id, topic, key, _value, event_id in batch.rows:
             # A later row of a key whose earlier row failed waits, so the retry goes out before it again.
-            if row.id in outcome and outcome[row.id] is None and (row.topic, row.key) not in blocked:
-                safe.append(row.id)
+            if complete and event_id not in failed and (topic, key) not in blocked:
+                safe.append(row_id)
             else:
-                blocked.add((row.topic, row.key))
+                blocked.add((topic, key))
         if len(safe) < len(batch.rows):
-            first = next((err for err in outcome.values() if err is not None), None)
+            first = next(iter(failed.values()), None)
             log.warning(
                 "%d of %d rows not acknowledged (%s); they stay for the next round", len(batch.rows) - len(safe),
                 len(batch.rows), first.str() if first else "no delivery report in time",
@@ -260,9 +295,7 @@ class OutboxRelay:
 
     def _mark(self, conn: sa.Connection, batch: _Batch, ids: list[int]) -> None:
         if ids:
-            chosen = set(ids)
-            event_ids = [row.event_id for row in batch.rows if row.id in chosen]
-            conn.execute(store.mark_published, {"ids": ids, "event_ids": event_ids})
+            conn.execute(store.mark_published, {"ids": "{" + ",".join(map(str, ids)) + "}"})
         self.published.inc(len(ids))
         self.unacknowledged.inc(len(batch.rows) - len(ids))
         self.batch_seconds.observe(time.perf_counter() - batch.started)
@@ -365,27 +398,43 @@ class _Marker(threading.Thread):
     def run(self) -> None:
         relay = self.relay
         blocked: set[tuple[str, str]] = set()
-        conn: sa.Connection | None = None
+        conns: list[sa.Connection] = []
+        # Marks run in the database (on MARK_SESSIONS sessions) while the next batches' delivery reports are served;
+        # each batch's rows are decided here, in order, so a key blocked by a failed row stays blocked.
+        marking = ThreadPoolExecutor(MARK_SESSIONS, thread_name_prefix="relay-mark")
+        running: deque[Future[int]] = deque()
         try:
-            conn = relay._connect()
-            # The mark touches rows only by primary or unique key; when most requests are still `accepted` (a burst),
-            # the planner would rather scan the whole table for every batch.
-            conn.exec_driver_sql("SET enable_seqscan = off")
+            for _ in range(MARK_SESSIONS):
+                conns.append(conn := relay._connect())
+                # The mark touches rows only by primary key; never let the planner pick a scan of the whole table.
+                conn.exec_driver_sql("SET enable_seqscan = off")
+            turn = 0
             while (batch := self.batches.get()) is not None:
                 producer = relay._producer
                 while producer is not None and not batch.complete and relay.clock() < batch.deadline:
                     producer.poll(0.05)
                 ids, failed = relay._settle(batch, blocked)
                 self.failed |= failed
-                relay._mark(conn, batch, ids)
-                self.marked += len(ids)
-            conn.exec_driver_sql("RESET enable_seqscan")
+                if len(running) >= MARK_SESSIONS:
+                    self.marked += running.popleft().result()
+                running.append(marking.submit(self._mark, conns[turn], batch, ids))
+                turn = (turn + 1) % MARK_SESSIONS
+            while running:
+                self.marked += running.popleft().result()
+            for conn in conns:
+                conn.exec_driver_sql("RESET enable_seqscan")
         except BaseException as exc:  # handed to the pass, which raises it in the relay's thread
             self.error = exc
-            if conn is not None:
+            marking.shutdown(wait=True)  # no mark may still run on a session about to be dropped
+            for conn in conns:
                 conn.invalidate()
             while self.batches.get() is not None:
                 pass  # keep taking batches so the sender never blocks on a full queue
         finally:
-            if conn is not None:
+            marking.shutdown(wait=True)  # no mark may still run on a connection going back to the pool
+            for conn in conns:
                 conn.close()
+
+    def _mark(self, conn: sa.Connection, batch: _Batch, ids: list[int]) -> int:
+        self.relay._mark(conn, batch, ids)
+        return len(ids)

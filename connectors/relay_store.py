@@ -1,4 +1,4 @@
-"""The relay's SQL on the outbox (read unpublished, mark published, requeue stale) and its backlog gauges."""
+"""The relay's SQL on the outbox and its queue (read pending, mark published, requeue stale) and its backlog gauges."""
 
 from __future__ import annotations
 
@@ -7,68 +7,72 @@ from collections.abc import Iterator
 import sqlalchemy as sa
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.dialects.postgresql import ARRAY, insert, psycopg
 
 from core.db import event_outbox as outbox
+from core.db import event_outbox_pending as pending
 from core.db import event_requests as requests
 
-PENDING = ("accepted", "published")  # event states that still need the event on the topic
+OPEN = ("accepted", "published")  # event states that still need the event on the topic ("published": older rows)
 
 select_unpublished = (
     sa.select(outbox.c.id, outbox.c.topic, outbox.c.key, outbox.c.value, outbox.c.event_id)
-    .where(outbox.c.published_at.is_(None), outbox.c.id > sa.bindparam("after"))
-    .order_by(outbox.c.id)
+    .select_from(pending.join(outbox, outbox.c.id == pending.c.id))
+    # Both sides bounded: a merge join would otherwise scan the outbox from its first row for every batch.
+    .where(pending.c.id > sa.bindparam("after"), outbox.c.id > sa.bindparam("after"))
+    .order_by(pending.c.id)
     .limit(sa.bindparam("limit"))
 )
 
-# Rows and their requests (accepted → published, never back from applied/failed) change in one statement.
-_marked = (
-    sa.update(outbox)
-    .where(outbox.c.id == sa.any_(sa.bindparam("ids", type_=ARRAY(sa.BigInteger))))
-    .values(published_at=sa.func.now(), publish_count=outbox.c.publish_count + 1)
-    .cte("marked")
-)
+SELECT_UNPUBLISHED_SQL = str(select_unpublished.compile(dialect=psycopg.dialect()))  # for the driver's own cursor
+
+# One statement: the rows leave the queue (a delete, no index work) and their publication is noted on the outbox row
+# (columns no index covers: a heap-only update). The requests are not touched: their status reads the outbox row.
+# The ids travel as one array literal ("{1,2,3}"): psycopg's per-element array dumping costs more than the update.
+_ids = sa.cast(sa.bindparam("ids", type_=sa.Text), ARRAY(sa.BigInteger))
 mark_published = (
-    sa.update(requests)
-    .where(requests.c.event_id == sa.any_(sa.bindparam("event_ids", type_=ARRAY(sa.Text))))
-    .where(requests.c.state == "accepted")
-    .values(state="published", published_at=sa.func.now())
-    .add_cte(_marked)
+    sa.update(outbox)
+    .where(outbox.c.id == sa.any_(_ids))
+    .values(
+        published_at=sa.func.coalesce(outbox.c.published_at, sa.func.now()),
+        last_published_at=sa.func.now(),
+        publish_count=outbox.c.publish_count + 1,
+    )
+    .add_cte(sa.delete(pending).where(pending.c.id == sa.any_(_ids)).cte("sent"))
 )
 
 # An event is late once `after` has passed since its last publication, doubling with each publication up to 16x: a
 # broker that lost it gets it back soon, while an applier stuck on a key (legacy down) is not flooded with copies.
 _factor = sa.func.least(sa.func.power(2, outbox.c.publish_count - 1), 16)
 _late = sa.func.now() - sa.func.make_interval(0, 0, 0, 0, 0, 0, sa.bindparam("after_s", type_=sa.Float) * _factor)
+_open = requests.c.state.in_(OPEN)
 # A key's events are queued again from its oldest late one on, so they go out again in sequence order.
 _stale = (
     sa.select(requests.c.capability, requests.c.key, sa.func.min(requests.c.sequence).label("from_seq"))
     .join(outbox, outbox.c.event_id == requests.c.event_id)
-    .where(
-        requests.c.state.in_(PENDING),
-        outbox.c.published_at < _late,
-    )
+    .where(_open, outbox.c.last_published_at < _late)
     .group_by(requests.c.capability, requests.c.key)
     .cte("stale")
 )
-requeue = (
-    sa.update(outbox)
-    .where(
-        outbox.c.event_id == requests.c.event_id,
-        requests.c.capability == _stale.c.capability,
-        requests.c.key == _stale.c.key,
-        requests.c.sequence >= _stale.c.from_seq,
-        requests.c.state.in_(PENDING),
-        outbox.c.published_at.is_not(None),
+_queued = (
+    insert(pending)
+    .from_select(
+        ["id"],
+        sa.select(outbox.c.id)
+        .join(requests, outbox.c.event_id == requests.c.event_id)
+        .join(_stale, sa.and_(requests.c.capability == _stale.c.capability, requests.c.key == _stale.c.key))
+        .where(_open, requests.c.sequence >= _stale.c.from_seq),
     )
-    .values(published_at=None)
-    .returning(outbox.c.event_id)
+    .on_conflict_do_nothing()  # still queued (never sent, or requeued earlier): one row per outbox row
+    .returning(pending.c.id)
+    .cte("queued")
 )
+requeue = sa.select(outbox.c.event_id).join(_queued, _queued.c.id == outbox.c.id).order_by(outbox.c.id)
 
 backlog = sa.select(
     sa.func.count(),
     sa.func.coalesce(sa.extract("epoch", sa.func.now() - sa.func.min(outbox.c.created_at)), 0.0),
-).where(outbox.c.published_at.is_(None))
+).select_from(pending.join(outbox, outbox.c.id == pending.c.id))
 
 
 class OutboxBacklogCollector(Collector):

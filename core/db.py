@@ -105,21 +105,24 @@ event_requests = sa.Table(
     sa.Column("capability", sa.Text, nullable=False),
     sa.Column("key", sa.Text, nullable=False),
     sa.Column("sequence", sa.BigInteger, nullable=False),
-    sa.Column("state", sa.Text, nullable=False),  # accepted | published | applied | failed
+    # accepted | applied | failed; "published" is read from the event's outbox row (the relay never writes here)
+    sa.Column("state", sa.Text, nullable=False),
     sa.Column("error", JSONB),
     sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
     sa.Column("accepted_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
-    sa.Column("published_at", sa.DateTime(timezone=True)),
     sa.Column("applied_at", sa.DateTime(timezone=True)),
     sa.UniqueConstraint("capability", "key", "sequence", name="event_requests_key_sequence"),
+    # The watchdog's way to the unsettled events ('published' is matched for rows written by older relays).
     sa.Index(
         "event_requests_open", "capability", "key", "sequence",
         postgresql_where=sa.text("state IN ('accepted', 'published')"),
     ),
-    # State changes touch no indexed column: with room on the page they stay heap-only (no index maintenance).
+    # Attempt counts touch no indexed column: with room on the page they stay heap-only (no index maintenance).
     postgresql_with={"fillfactor": 60},
 )  # fmt: skip
 
+# The envelopes, written once by the facade. Publication only updates columns no index covers, so with room on the
+# page (fillfactor) the relay's mark is a heap-only update; what is still to be sent lives in event_outbox_pending.
 event_outbox = sa.Table(
     "event_outbox",
     metadata,
@@ -129,10 +132,19 @@ event_outbox = sa.Table(
     sa.Column("key", sa.Text, nullable=False),
     sa.Column("value", sa.LargeBinary, nullable=False),  # the envelope's JSON
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
-    sa.Column("published_at", sa.DateTime(timezone=True)),
+    sa.Column("published_at", sa.DateTime(timezone=True)),  # first acknowledged by Kafka (the status API's)
+    sa.Column("last_published_at", sa.DateTime(timezone=True)),  # last acknowledged (the watchdog's deadline)
     sa.Column("publish_count", sa.Integer, nullable=False, server_default="0"),
     sa.Index("event_outbox_event_id", "event_id"),
-    sa.Index("event_outbox_unpublished", "id", postgresql_where=sa.text("published_at IS NULL")),
+    postgresql_with={"fillfactor": 50},
+)
+
+# The relay's queue: one row per outbox row to send (again), in id order; deleted once Kafka acknowledged it. A
+# delete touches no index, where clearing a partial index's predicate on the wide outbox row rewrote its indexes.
+event_outbox_pending = sa.Table(
+    "event_outbox_pending",
+    metadata,
+    sa.Column("id", sa.BigInteger, primary_key=True),  # event_outbox.id
 )
 
 event_key_sequences = sa.Table(

@@ -117,7 +117,7 @@ class World:
             conn.execute(
                 event_requests.insert().values(
                     request_id=envelope.request_id, event_id=event_id, client_id="portal", capability=CAPABILITY,
-                    key=key, sequence=sequence, state="published",
+                    key=key, sequence=sequence, state="accepted",
                 )
             )  # fmt: skip
             conn.execute(

@@ -25,7 +25,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from cli.events import relay as relay_command
 from connectors.relay import OutboxRelay
 from core.broker import EmbeddedBroker, ensure_topics
-from core.db import create_schema, event_outbox, event_requests, make_engine
+from core.db import create_schema, event_outbox, event_outbox_pending, event_requests, make_engine
 from core.events import Envelope
 from core.pgcluster import free_port
 from core.procs import wait_until
@@ -59,9 +59,11 @@ def accept(engine: sa.Engine, topic: str, keys: int, per_key: int, first_sequenc
             ],
         )  # fmt: skip
         # Ids follow the list, so each key's rows are in sequence order (the facade's per-key sequence lock ensures it).
-        conn.execute(
-            event_outbox.insert(), [dict(event_id=e.id, topic=topic, key=e.key, value=e.to_json()) for e in envelopes]
-        )
+        ids = conn.execute(
+            event_outbox.insert().returning(event_outbox.c.id, sort_by_parameter_order=True),
+            [dict(event_id=e.id, topic=topic, key=e.key, value=e.to_json()) for e in envelopes],
+        ).scalars()
+        conn.execute(event_outbox_pending.insert(), [{"id": row_id} for row_id in ids])
     return envelopes
 
 
@@ -72,6 +74,15 @@ def count(engine: sa.Engine, where: Any, table: sa.Table = event_outbox) -> int:
 
 def published(engine: sa.Engine) -> int:
     return count(engine, event_outbox.c.published_at.is_not(None))
+
+
+def queued(engine: sa.Engine) -> set[str]:
+    """Return the event ids whose outbox rows wait in the relay's queue."""
+    with engine.connect() as conn:
+        query = sa.select(event_outbox.c.event_id).join(
+            event_outbox_pending, event_outbox_pending.c.id == event_outbox.c.id
+        )
+        return set(conn.execute(query).scalars())
 
 
 def states(engine: sa.Engine) -> dict[str, str]:
@@ -198,10 +209,11 @@ def test_publishes_every_row_keyed_in_sequence_order_and_marks_only_those(
         assert len({r.partition for r in seen}) == 1, key
         assert [r.envelope.sequence for r in seen] == list(range(1, 21)), key
     assert count(control, event_outbox.c.publish_count == 1) == 1000 == published(control)
-    got = states(control)
+    assert queued(control) == set()
+    got = states(control)  # the relay never writes a request: "published" is read from the outbox row
     assert got.pop(envelopes[0].id) == "applied" and got.pop(envelopes[1].id) == "failed"
-    assert set(got.values()) == {"published"}
-    assert count(control, event_requests.c.published_at.is_not(None), event_requests) == 998
+    assert set(got.values()) == {"accepted"}
+    assert count(control, event_outbox.c.published_at <= event_outbox.c.last_published_at) == 1000
     assert sample(relay, "strangler_relay_published_total") == 1000
     assert sample(relay, "strangler_outbox_backlog") == 0
 
@@ -216,7 +228,7 @@ def test_nothing_is_marked_published_while_the_broker_is_down(
 
     assert relay.publish_batch() == 0
 
-    assert published(control) == 0 and set(states(control).values()) == {"accepted"}
+    assert published(control) == 0 and len(queued(control)) == 100
     assert sample(relay, "strangler_relay_unacknowledged_total") == 100
     own_kafka.start()
     ensure_topics(own_kafka.bootstrap, {topic: PARTITIONS})
@@ -271,13 +283,13 @@ def test_the_watchdog_requeues_unapplied_events_after_the_deadline_and_leaves_se
 
     wait_until(lambda: relay.requeue_stale() > 0, 10, what="the watchdog to find late events")
 
-    with control.connect() as conn:
-        queued = set(conn.execute(sa.select(event_outbox.c.event_id).where(event_outbox.c.published_at.is_(None))))
-    assert {row.event_id for row in queued} == {a2.id, a3.id}
+    assert queued(control) == {a2.id, a3.id}
     assert sample(relay, "strangler_relay_republished_total") == 2
+    assert relay.requeue_stale() == 0  # already queued: not twice
     assert relay.publish_batch() == 2
     assert count(control, event_outbox.c.publish_count == 2) == 2
-    assert states(control)[a2.id] == "published" and states(control)[b3.id] == "failed"
+    assert queued(control) == set()
+    assert states(control)[a2.id] == "accepted" and states(control)[b3.id] == "failed"
     # Published twice, an event is late only after twice the deadline: a stuck key is not flooded with copies.
     age(control, {a2.id, a3.id}, seconds=150)
     assert patient.requeue_stale() == 0
@@ -291,7 +303,7 @@ def age(engine: sa.Engine, event_ids: set[str], seconds: float) -> None:
         conn.execute(
             event_outbox.update()
             .where(event_outbox.c.event_id.in_(event_ids))
-            .values(published_at=sa.func.now() - sa.text(f"interval '{seconds} seconds'"))
+            .values(last_published_at=sa.func.now() - sa.text(f"interval '{seconds} seconds'"))
         )
 
 
@@ -357,7 +369,7 @@ def test_a_relay_killed_again_and_again_publishes_every_row_and_marks_only_ackno
     assert last.signal(signal.SIGTERM) == 0  # a clean stop on SIGTERM
     # Every row marked published is on the topic: nothing was marked before the broker acknowledged it.
     consume(kafka.bootstrap, topic, covers({e.id for e in accepted}))
-    assert set(states(control).values()) == {"published"}
+    assert queued(control) == set() and set(states(control).values()) == {"accepted"}
 
 
 def test_a_second_relay_stands_by_and_takes_over_when_the_first_dies(

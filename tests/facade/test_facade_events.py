@@ -7,6 +7,7 @@ import sqlalchemy as sa
 
 from core.db import event_outbox, event_requests
 from core.events import Envelope
+from facade.events import split_at_sequence
 from tests.conftest import OTHER_CLIENT_TOKEN
 from tests.stackclient import FacadeClient
 
@@ -78,3 +79,15 @@ def test_the_same_idempotency_key_replays_the_same_acceptance(facade: FacadeClie
     assert first.status_code == again.status_code == 202
     assert first.json()["request_id"] == again.json()["request_id"]
     assert outbox_rows(facade) == before + 1
+
+
+def test_the_sequence_is_spliced_into_the_envelope_even_when_the_payload_has_members_of_that_name() -> None:
+    envelope = Envelope(
+        id="e1", type="profile.update.requested", capability="profile.update", key="7", occurred_at="2026-01-01T00:00Z",
+        request_id="r1", sequence=1, payload={"body": {"sequence": 0, "type": "x"}, "sequence": 0, "type": "y"},
+    )  # fmt: skip
+    head, tail = split_at_sequence(envelope)
+    for sequence in (1, 42, 1234567):
+        assert Envelope.from_json(head + str(sequence).encode() + tail) == Envelope(
+            **{**envelope.__dict__, "sequence": sequence}
+        )
