@@ -21,7 +21,7 @@ from parallel_run.reconcile.model import Options, Result, TableResult
 from parallel_run.reconcile.output import print_rich, to_csv, to_json, to_plain
 from parallel_run.reconcile.spec import SpecError
 from replication.config import ConfigError, load_mapping
-from replication.source import Conninfo, SetupError
+from replication.source import Conninfo, SetupError, conninfo_of
 from replication.transforms import TransformError
 
 log = logging.getLogger("strangler.reconcile")
@@ -83,10 +83,8 @@ class RichProgress(Progress):
 
 
 def _conninfo(url: str | None, what: str, var: str) -> Conninfo:
-    if not url:
-        raise Refused(f"no {what} database: pass --{what}-url or set {var}")
     try:
-        return Conninfo.from_url(url)
+        return conninfo_of(url, what, var)
     except SetupError as exc:
         raise Refused(str(exc)) from None
 

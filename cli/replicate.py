@@ -24,7 +24,7 @@ from replication.plan import IncompatibleChange
 from replication.progress import LogProgress, RichProgress
 from replication.replicator import Options, Replicator
 from replication.sinks import FanOut, Sink
-from replication.source import Conninfo, SetupError
+from replication.source import Conninfo, SetupError, conninfo_of
 from replication.startup import SNAPSHOT_MODES
 from replication.stream import StreamError
 from replication.transforms import TransformError
@@ -54,10 +54,8 @@ def _mapping(config: Path | None) -> MappingConfig:
 
 
 def _conninfo(url: str | None, what: str, var: str) -> Conninfo:
-    if not url:
-        raise Refused(f"no {what} database: pass --{what}-url or set {var}")
     try:
-        return Conninfo.from_url(url)
+        return conninfo_of(url, what, var)
     except SetupError as exc:
         raise Refused(str(exc)) from None
 

@@ -74,6 +74,13 @@ def connect(info: Conninfo, application_name: str = "strangler-replicate") -> ps
         raise Unreachable(f"cannot connect to {info.describe()}: {str(exc).strip()}") from None
 
 
+def conninfo_of(url: str | None, what: str, var: str) -> Conninfo:
+    """Return the settings of a `--{what}-url` option (or its variable `var`); SetupError names what is missing."""
+    if not url:
+        raise SetupError(f"no {what} database: pass --{what}-url or set {var}")
+    return Conninfo.from_url(url)
+
+
 @dataclass(frozen=True)
 class TableFacts:
     """One source table as its catalog describes it."""

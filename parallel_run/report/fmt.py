@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 from datetime import UTC, datetime
 
+from parallel_run.report.model import CapabilityReport
+
 
 def duration(seconds: float) -> str:
     """Say a duration in its two largest units: 45s, 12m, 3h 10m, 24h, 3d 2h (days only from 48h on)."""
@@ -55,3 +57,18 @@ def when(at: datetime | None) -> str:
 def ms(value: float | None) -> str:
     """Say a latency in milliseconds, or '-' when there were no timings."""
     return "-" if value is None else f"{value:.1f} ms"
+
+
+def summary_rows(r: CapabilityReport) -> list[tuple[str, str]]:
+    """The figures every rendering of a capability's summary shows, in order, as (name, value) text."""
+    return [
+        ("comparisons", str(r.comparisons)),
+        ("matches", str(r.matches)),
+        ("mismatches", str(r.mismatches)),
+        ("match rate", f"{percent(r.match_rate)} of {r.compared} answered by both sides"),
+        ("critical-field mismatches", str(r.critical_mismatches)),
+        ("shadow errors / timeouts", f"{r.shadow_errors} / {r.shadow_timeouts} (not in the match rate)"),
+        ("skipped shadows", ", ".join(f"{k} {v}" for k, v in r.skipped.items()) or "none"),
+        ("first / last comparison", f"{when(r.first_at)} / {when(r.last_at)}"),
+        ("observed for", duration(r.observed_s)),
+    ]

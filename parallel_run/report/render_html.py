@@ -105,15 +105,7 @@ def _section(entry: Judged) -> str:
 
 def _summary(r: CapabilityReport) -> str:
     rows = [
-        ("comparisons", str(r.comparisons)),
-        ("matches", str(r.matches)),
-        ("mismatches", str(r.mismatches)),
-        ("match rate", f"{fmt.percent(r.match_rate)} of {r.compared} answered by both sides"),
-        ("critical-field mismatches", str(r.critical_mismatches)),
-        ("shadow errors / timeouts", f"{r.shadow_errors} / {r.shadow_timeouts} (not in the match rate)"),
-        ("skipped shadows", ", ".join(f"{k} {v}" for k, v in r.skipped.items()) or "none"),
-        ("first / last comparison", f"{fmt.when(r.first_at)} / {fmt.when(r.last_at)}"),
-        ("observed for", fmt.duration(r.observed_s)),
+        *fmt.summary_rows(r),
         ("error rate, primary", f"{fmt.percent(r.primary_error_rate)} ({r.primary_errors})"),
         ("error rate, shadow", f"{fmt.percent(r.shadow_error_rate)} ({r.shadow_failed})"),
     ]

@@ -75,18 +75,7 @@ def _capability(console: Console, style: _Style, entry: Judged) -> None:
 
 def _summary(console: Console, style: _Style, r: CapabilityReport) -> None:
     table = style.table("figure", "value", title="summary")
-    rows = [
-        ("comparisons", str(r.comparisons)),
-        ("matches", str(r.matches)),
-        ("mismatches", str(r.mismatches)),
-        ("match rate", f"{fmt.percent(r.match_rate)} of {r.compared} answered by both sides"),
-        ("critical-field mismatches", str(r.critical_mismatches)),
-        ("shadow errors / timeouts", f"{r.shadow_errors} / {r.shadow_timeouts} (not in the match rate)"),
-        ("skipped shadows", ", ".join(f"{k} {v}" for k, v in r.skipped.items()) or "none"),
-        ("first / last comparison", f"{fmt.when(r.first_at)} / {fmt.when(r.last_at)}"),
-        ("observed for", fmt.duration(r.observed_s)),
-    ]
-    for name, value in rows:
+    for name, value in fmt.summary_rows(r):
         table.add_row(Text(name), Text(value))
     console.print(table)
     sides = style.table("side", "p50", "p99", "error rate", title="latency and errors")
