@@ -4,18 +4,11 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 
 import pytest
 
 from connectors.upstream import UpstreamRequest, UpstreamTimeout
-from tests.connectors.upstream_fakes import Reply, ScriptedUpstream, get, make_client, post, scripted
-
-
-@pytest.fixture
-def upstream() -> Iterator[ScriptedUpstream]:
-    with scripted() as server:
-        yield server
+from tests.connectors.upstream_fakes import Reply, ScriptedUpstream, get, make_client, post
 
 
 @pytest.fixture

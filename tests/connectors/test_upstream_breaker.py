@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 
 import pytest
 
@@ -18,12 +17,6 @@ from tests.connectors.upstream_fakes import (
     post,
     scripted,
 )
-
-
-@pytest.fixture
-def upstream() -> Iterator[ScriptedUpstream]:
-    with scripted() as server:
-        yield server
 
 
 @pytest.fixture

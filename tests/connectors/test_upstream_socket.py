@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gzip
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -31,12 +30,6 @@ from tests.connectors.upstream_fakes import (
     scripted,
     unaccepting_port,
 )
-
-
-@pytest.fixture
-def upstream() -> Iterator[ScriptedUpstream]:
-    with scripted() as server:
-        yield server
 
 
 def test_never_sent_post_is_retried_and_attempts_counted() -> None:
