@@ -15,24 +15,22 @@ import logging
 import queue
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import sqlalchemy as sa
-from confluent_kafka import KafkaError, KafkaException, Message, Producer
+from confluent_kafka import KafkaException, Producer
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from connectors import relay_store as store
+from connectors.relay_marker import Batch, Marker, PassResult
 from core.broker import BrokerError, ensure_topics
 from core.db import AdvisoryLocks
 
 log = logging.getLogger("strangler.relay")
 
 RELAY_LOCK_KEY = AdvisoryLocks.RELAY  # one active relay per control-plane database
-MARK_SESSIONS = 2  # marks of consecutive batches run side by side: the database, not Python, is their limit
 
 PRODUCER_DEFAULTS: dict[str, Any] = {
     "enable.idempotence": True,
@@ -50,39 +48,6 @@ PRODUCER_DEFAULTS: dict[str, Any] = {
 def default_backoff(failures: int) -> float:
     """Return the wait after `failures` consecutive failures: 0.2 s doubling up to 5 s."""
     return float(min(5.0, 0.2 * 2 ** (failures - 1)))
-
-
-@dataclass
-class _Batch:
-    """Rows sent together; delivery reports fill `reports` (one per message) and `failed` (event id → error)."""
-
-    rows: Sequence[Any]
-    deadline: float
-    started: float
-    ids: list[int] = field(default_factory=list)  # the rows' outbox ids, in order
-    reports: list[KafkaError | None] = field(default_factory=list)
-    failed: dict[str, KafkaError] = field(default_factory=dict)
-
-    def report(self, err: KafkaError | None, msg: Message) -> None:
-        """Note one delivery report (the producer's on_delivery): cheap on success, the event id kept on failure."""
-        if err is not None:
-            headers = dict(msg.headers() or ())
-            event_id = headers.get("event_id", b"")
-            self.failed[event_id.decode() if isinstance(event_id, bytes) else str(event_id)] = err
-        self.reports.append(err)  # list.append is atomic: reports may be served by the sender's or the marker's poll
-
-    @property
-    def complete(self) -> bool:
-        return len(self.reports) >= len(self.rows)
-
-
-@dataclass
-class PassResult:
-    """What one pass over the outbox did: rows read, rows marked published, and whether the broker let us down."""
-
-    read: int = 0
-    marked: int = 0
-    failed: bool = False
 
 
 class OutboxRelay:
@@ -208,8 +173,8 @@ class OutboxRelay:
         rows = self._read(conn, 0)
         if not rows:
             return PassResult()  # idle: no marker thread, no second connection
-        batches: queue.Queue[_Batch | None] = queue.Queue(maxsize=self.pipeline_depth)
-        marker = _Marker(self, batches)
+        batches: queue.Queue[Batch | None] = queue.Queue(maxsize=self.pipeline_depth)
+        marker = Marker(self, batches)
         marker.start()
         result, ends = PassResult(), self.clock() + max_seconds
         # The next batch is read while this one is produced: the database works while Python sends.
@@ -243,9 +208,9 @@ class OutboxRelay:
             cursor.execute(store.SELECT_UNPUBLISHED_SQL, {"after": after, "limit": self.batch_size}, prepare=True)
             return cursor.fetchall()
 
-    def _send(self, rows: Sequence[Any]) -> _Batch:
+    def _send(self, rows: Sequence[Any]) -> Batch:
         now = time.perf_counter()
-        batch = _Batch(rows, deadline=self.clock() + self.flush_timeout_s, started=now)
+        batch = Batch(rows, deadline=self.clock() + self.flush_timeout_s, started=now)
         report, add_id = batch.report, batch.ids.append  # one callback for the batch: no closure per row
         try:
             producer = self._producer or self._new_producer()
@@ -269,7 +234,7 @@ class OutboxRelay:
             batch.deadline = self.clock()
         return batch
 
-    def _settle(self, batch: _Batch, blocked: set[tuple[str, str]]) -> tuple[list[int], bool]:
+    def _settle(self, batch: Batch, blocked: set[tuple[str, str]]) -> tuple[list[int], bool]:
         """Return the rows safe to mark and whether any failed; a key with an unacknowledged row stays `blocked`.
 
         A row is safe once its delivery report said acknowledged; a batch whose reports did not all arrive in time
@@ -293,7 +258,7 @@ class OutboxRelay:
             )  # fmt: skip
         return safe, len(safe) < len(batch.rows)
 
-    def _mark(self, conn: sa.Connection, batch: _Batch, ids: list[int]) -> None:
+    def _mark(self, conn: sa.Connection, batch: Batch, ids: list[int]) -> None:
         if ids:
             conn.execute(store.mark_published, {"ids": "{" + ",".join(map(str, ids)) + "}"})
         self.published.inc(len(ids))
@@ -383,58 +348,3 @@ class OutboxRelay:
     def close(self) -> None:
         """Release the lock and the producer (rows sent but not yet marked are simply published again)."""
         self.release()
-
-
-class _Marker(threading.Thread):
-    """Serves delivery reports and marks each batch's acknowledged rows, in the order the batches were sent."""
-
-    def __init__(self, relay: OutboxRelay, batches: queue.Queue[_Batch | None]) -> None:
-        super().__init__(name="relay-marker", daemon=True)
-        self.relay, self.batches = relay, batches
-        self.marked = 0
-        self.failed = False
-        self.error: BaseException | None = None
-
-    def run(self) -> None:
-        relay = self.relay
-        blocked: set[tuple[str, str]] = set()
-        conns: list[sa.Connection] = []
-        # Marks run in the database (on MARK_SESSIONS sessions) while the next batches' delivery reports are served;
-        # each batch's rows are decided here, in order, so a key blocked by a failed row stays blocked.
-        marking = ThreadPoolExecutor(MARK_SESSIONS, thread_name_prefix="relay-mark")
-        running: deque[Future[int]] = deque()
-        try:
-            for _ in range(MARK_SESSIONS):
-                conns.append(conn := relay._connect())
-                # The mark touches rows only by primary key; never let the planner pick a scan of the whole table.
-                conn.exec_driver_sql("SET enable_seqscan = off")
-            turn = 0
-            while (batch := self.batches.get()) is not None:
-                producer = relay._producer
-                while producer is not None and not batch.complete and relay.clock() < batch.deadline:
-                    producer.poll(0.05)
-                ids, failed = relay._settle(batch, blocked)
-                self.failed |= failed
-                if len(running) >= MARK_SESSIONS:
-                    self.marked += running.popleft().result()
-                running.append(marking.submit(self._mark, conns[turn], batch, ids))
-                turn = (turn + 1) % MARK_SESSIONS
-            while running:
-                self.marked += running.popleft().result()
-            for conn in conns:
-                conn.exec_driver_sql("RESET enable_seqscan")
-        except BaseException as exc:  # handed to the pass, which raises it in the relay's thread
-            self.error = exc
-            marking.shutdown(wait=True)  # no mark may still run on a session about to be dropped
-            for conn in conns:
-                conn.invalidate()
-            while self.batches.get() is not None:
-                pass  # keep taking batches so the sender never blocks on a full queue
-        finally:
-            marking.shutdown(wait=True)  # no mark may still run on a connection going back to the pool
-            for conn in conns:
-                conn.close()
-
-    def _mark(self, conn: sa.Connection, batch: _Batch, ids: list[int]) -> int:
-        self.relay._mark(conn, batch, ids)
-        return len(ids)
