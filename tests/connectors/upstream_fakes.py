@@ -93,6 +93,7 @@ class ScriptedUpstream(ThreadingHTTPServer):
         self.release = threading.Event()
         self.tls: Any = None  # an ssl.SSLContext to serve HTTPS with, set before start()
         self.connections: set[socket.socket] = set()
+        self.accepted = 0  # connections accepted so far, open or closed
         self._thread: threading.Thread | None = None
         if listen:
             self.start()
@@ -128,6 +129,7 @@ class ScriptedUpstream(ThreadingHTTPServer):
     def process_request(self, request: Any, client_address: Any) -> None:
         with self.lock:
             self.connections.add(request)
+            self.accepted += 1
         super().process_request(request, client_address)
 
     def shutdown_request(self, request: Any) -> None:
