@@ -53,20 +53,17 @@ class Routes:
     """Switch accounts.balance between legacy and parallel, returning once every facade worker follows."""
 
     def __init__(self, stack: Stack) -> None:
-        self.facade = stack.urls["facade"]
+        self.stack = stack
         self.store = PostgresRouteStore(make_engine(stack.urls["control"], pool_size=1))
         self.cap = load_rules(stack.options.rules_path).capabilities[CAPABILITY]
-
-    def lowest_version(self) -> int:
-        text = requests.get(self.facade + "/metrics", timeout=5).text
-        line = next(ln for ln in text.splitlines() if ln.startswith("strangler_route_version"))
-        return int(float(line.split()[-1]))
 
     def use(self, mode: str) -> None:
         if self.store.current()[CAPABILITY].mode == mode:
             return
         state = self.store.set(self.cap, mode, None, "bench", f"bench: {mode}")
-        wait_until(lambda: self.lowest_version() >= state.version, 10, what="every worker to see the route")
+        wait_until(
+            lambda: self.stack.route_version_everywhere() >= state.version, 10, what="every worker to see the route"
+        )
 
 
 def count_comparisons(engine: sa.Engine) -> dict[str, int]:

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import requests
 import sqlalchemy as sa
 
 from core.broker import EmbeddedBroker
@@ -74,6 +75,12 @@ class Stack:
             ),
             **self.options.extra_env,
         }
+
+    def route_version_everywhere(self) -> int:
+        """The lowest route version any live facade worker uses (the gauge is merged with `livemin`)."""
+        metrics = requests.get(self.urls["facade"] + "/metrics", timeout=5).text
+        line = next(ln for ln in metrics.splitlines() if ln.startswith("strangler_route_version"))
+        return int(float(line.split()[-1]))
 
     def start(self) -> Stack:
         """Start everything, in dependency order; on any failure stop what was started and re-raise."""

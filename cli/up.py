@@ -102,9 +102,7 @@ class Walk:
             ).first()
         if row is None or row[0] != mode:
             return False
-        metrics = requests.get(self.stack.urls["facade"] + "/metrics", timeout=5).text
-        line = next(ln for ln in metrics.splitlines() if ln.startswith("strangler_route_version"))
-        return int(float(line.split()[-1])) >= int(row[1])
+        return self.stack.route_version_everywhere() >= int(row[1])
 
     def comparisons(self) -> int:
         with make_engine(self.stack.urls["control"], pool_size=1).connect() as conn:

@@ -46,9 +46,7 @@ class FacadeClient:
 
     def route_version_everywhere(self) -> int:
         """Return the lowest route version any live facade worker is using (from the merged metrics)."""
-        metrics = requests.get(self.url + "/metrics", timeout=5).text
-        line = next(ln for ln in metrics.splitlines() if ln.startswith("strangler_route_version"))
-        return int(float(line.split()[-1]))
+        return self.stack.route_version_everywhere()
 
     def faults(self, **faults: Any) -> None:
         response = requests.put(self.stack.urls["legacy"] + "/__admin/faults", json=faults, timeout=5)
