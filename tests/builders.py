@@ -43,3 +43,17 @@ def response(body: Any, status: int = 200) -> UpstreamResponse:
         status=status, headers={"Content-Type": "application/json"}, body=json.dumps(body).encode(),
         elapsed_ms=1.0, attempts=1,
     )  # fmt: skip
+
+
+# A minimal rules file with one capability in parallel mode whose `compare:` block the test appends.
+COMPARE_RULES_HEAD = """\
+version: 1
+upstreams:
+  legacy: {url: "http://127.0.0.1:1"}
+  cloud: {url: "http://127.0.0.1:2"}
+capabilities:
+  accounts.balance:
+    match: {method: GET, path: "/v1/accounts/{account_id}/balance"}
+    mode: parallel
+    compare:
+"""

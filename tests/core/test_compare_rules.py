@@ -6,18 +6,9 @@ import pytest
 
 from core.rules import RulesError, parse_rules
 from parallel_run.normalisers import check_compare_rules
+from tests.builders import COMPARE_RULES_HEAD
 
-HEAD = """\
-version: 1
-upstreams:
-  legacy: {url: "http://127.0.0.1:1"}
-  cloud: {url: "http://127.0.0.1:2"}
-capabilities:
-  accounts.balance:
-    match: {method: GET, path: "/v1/accounts/{account_id}/balance"}
-    mode: parallel
-    compare:
-"""
+HEAD = COMPARE_RULES_HEAD
 
 
 def refused(body: str) -> tuple[RulesError, str]:

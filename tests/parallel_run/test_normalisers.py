@@ -8,19 +8,9 @@ import pytest
 
 from core.rules import RulesError, parse_rules
 from parallel_run.normalisers import check_compare_rules, normalisers
+from tests.builders import COMPARE_RULES_HEAD
 
-RULES = """\
-version: 1
-upstreams:
-  legacy: {url: "http://127.0.0.1:1"}
-  cloud: {url: "http://127.0.0.1:2"}
-capabilities:
-  accounts.balance:
-    match: {method: GET, path: "/v1/accounts/{account_id}/balance"}
-    mode: parallel
-    compare:
-      normalise: {"$.phone": digits_only, "$.amount": NAME}
-"""
+RULES = COMPARE_RULES_HEAD + '      normalise: {"$.phone": digits_only, "$.amount": NAME}\n'
 
 
 def test_the_registry_is_read_only_and_names_the_shipped_normalisers() -> None:
