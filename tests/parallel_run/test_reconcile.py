@@ -174,7 +174,10 @@ def test_a_transform_without_sql_is_compared_in_python(make_pair: Callable[..., 
 
 
 class Payments(threading.Thread):
-    """Run payments on the legacy side in small transactions until stopped."""
+    """Run payments on the legacy side in small transactions, paced, until stopped."""
+
+    FIRST = 1_000_000  # payment numbers above any the test preloads
+    PAUSE_S = 0.05  # a steady load the replicator keeps up with, not a flood that outruns it on a busy machine
 
     def __init__(self, pair: Pair, customers: int) -> None:
         super().__init__(daemon=True)
@@ -186,8 +189,8 @@ class Payments(threading.Thread):
     def run(self) -> None:
         try:
             with self.pair.connect("source") as conn:
-                while not self.stopping.is_set():
-                    conn.execute("CALL pay_many(%s, 20, %s)", (self.done, self.customers))
+                while not self.stopping.wait(self.PAUSE_S):
+                    conn.execute("CALL pay_many(%s, 20, %s)", (self.FIRST + self.done, self.customers))
                     self.done += 20
         except BaseException as exc:
             self.error = exc
