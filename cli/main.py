@@ -35,7 +35,14 @@ def main() -> None:
 @click.option("--bind", default="127.0.0.1:8100", show_default=True, help="host:port to listen on")
 @click.option("--workers", default=2, show_default=True, help="gunicorn worker processes")
 @click.option("--threads", default=32, show_default=True, help="threads per worker (slow legacy calls wait here)")
-def serve(bind: str, workers: int, threads: int) -> None:
+@click.option(
+    "--worker-class",
+    default="facade.worker.LingeringThreadWorker",
+    show_default=True,
+    envvar="STRANGLER_WORKER_CLASS",
+    help="gunicorn worker class; `gthread` is the stock one the facade's worker refines",
+)
+def serve(bind: str, workers: int, threads: int, worker_class: str) -> None:
     """Run the facade under gunicorn (thread workers), configured by STRANGLER_* variables."""
     settings = settings_or_exit()
     if not settings.api_keys:
@@ -48,7 +55,7 @@ def serve(bind: str, workers: int, threads: int) -> None:
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="strangler-metrics-")
     argv = [
         sys.executable, "-m", "gunicorn", "facade.app:create_app_from_env()",
-        "--bind", bind, "--worker-class", "gthread", "--workers", str(workers), "--threads", str(threads),
+        "--bind", bind, "--worker-class", worker_class, "--workers", str(workers), "--threads", str(threads),
         "--keep-alive", "30", "--graceful-timeout", "10", "--timeout", "60", "--backlog", "2048",
         "--no-control-socket",  # its default path is shared by every gunicorn on the machine
         "--config", "python:facade.gunicorn_conf",
