@@ -32,6 +32,7 @@ from bench.parts import measure_parts  # noqa: E402
 from bench.profile import finish_recording, start_recording  # noqa: E402
 from bench.report import Measured, Run, combine_runs, describe_machine  # noqa: E402
 from cli.stack import Stack, StackOptions  # noqa: E402
+from facade.worker import WORKER_CLASS  # noqa: E402
 
 LEGACY_BALANCE = "/CBS/ACCT/BAL?ACCTNO=0000000001"
 FACADE_BALANCE = "/v1/accounts/1/balance"
@@ -273,7 +274,9 @@ def main(**opts: Any) -> None:
     """Measure direct legacy, nginx in front of it and the facade in legacy mode; print targets; save JSON."""
     raise_on_sigterm()
     os.chdir(ROOT)  # the stack starts `python -m ...` services and reads routing_rules.yaml from here
-    record = Run(config=dict(opts), machine=describe_machine())
+    # `strangler serve` takes its worker class from the environment the stack inherits; A/B runs set it there.
+    worker_class = os.environ.get("STRANGLER_WORKER_CLASS", WORKER_CLASS)
+    record = Run(config={**opts, "facade_worker_class": worker_class}, machine=describe_machine())
     options = StackOptions(
         customers=opts["customers"],
         legacy_workers=opts["legacy_workers"],

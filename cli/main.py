@@ -16,6 +16,7 @@ from cli.routes import routes
 from cli.up import demo, up
 from core.rules import RulesError, load_rules
 from core.settings import Settings, SettingsError
+from facade.worker import WORKER_CLASS
 
 
 def settings_or_exit() -> Settings:
@@ -37,7 +38,7 @@ def main() -> None:
 @click.option("--threads", default=32, show_default=True, help="threads per worker (slow legacy calls wait here)")
 @click.option(
     "--worker-class",
-    default="facade.worker.LingeringThreadWorker",
+    default=WORKER_CLASS,
     show_default=True,
     envvar="STRANGLER_WORKER_CLASS",
     help="gunicorn worker class; `gthread` is the stock one the facade's worker refines",

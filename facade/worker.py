@@ -23,6 +23,7 @@ from gunicorn.workers.gthread import ThreadWorker
 
 _READY = select.POLLIN | select.POLLPRI | select.POLLERR | select.POLLHUP
 _SERVE, _HAND_BACK, _EXPIRE = object(), object(), object()
+WORKER_CLASS = f"{__name__}.LingeringThreadWorker"  # what gunicorn's --worker-class takes
 
 
 class LingeringThreadWorker(ThreadWorker):
