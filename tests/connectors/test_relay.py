@@ -218,6 +218,25 @@ def test_publishes_every_row_keyed_in_sequence_order_and_marks_only_those(
     assert sample(relay, "strangler_outbox_backlog") == 0
 
 
+def test_a_pass_over_less_than_a_batch_publishes_and_marks_it_in_line_and_in_order(
+    control: sa.Engine, kafka: EmbeddedBroker, relays: list[OutboxRelay]
+) -> None:
+    topic = new_topic(kafka.bootstrap)
+    envelopes = accept(control, topic, keys=5, per_key=4)
+    relays.append(relay := OutboxRelay(control, kafka.bootstrap, batch_size=500))
+
+    result = relay.publish_pass(threading.Event())
+
+    assert (result.read, result.marked, result.failed) == (20, 20, False)
+    assert published(control) == 20 and queued(control) == set()
+    assert relay.publish_pass(threading.Event()).read == 0  # nothing left: an idle pass
+    records = consume(kafka.bootstrap, topic, lambda got: len(got) >= 20, group=True)
+    by_key: dict[str, list[int]] = {}
+    for record in sorted(records, key=lambda r: (r.partition, r.offset)):
+        by_key.setdefault(record.key, []).append(record.envelope.sequence)
+    assert by_key == {e.key: [1, 2, 3, 4] for e in envelopes}
+
+
 def test_nothing_is_marked_published_while_the_broker_is_down(
     control: sa.Engine, own_kafka: EmbeddedBroker, relays: list[OutboxRelay]
 ) -> None:
