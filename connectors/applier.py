@@ -1,7 +1,8 @@
 """The event applier: a consumer group that applies accepted updates to the legacy API in key order, once in effect.
 
-The poll thread only consumes, queues each record under its key and commits offsets; a small pool of workers settles
-the queues, one key per worker at a time, so a key whose head keeps failing waits out its backoff while others flow.
+The poll thread consumes, reads the states of a poll's records in one statement, queues each record under its key
+and commits offsets; a small pool of workers settles the queues, one key per worker at a time, so a key whose head
+keeps failing waits out its backoff while others flow.
 A record is settled when its outcome and the key's checkpoint are committed in the control plane (one transaction);
 only then does its offset become committable, and a partition is committed up to its lowest unsettled offset. A crash
 in between redelivers the record; legacy dedups the event id (its update reference), so a repeat has no effect.
@@ -118,9 +119,7 @@ class EventApplier:
                 # hold every record until 500 arrived or the timeout passed (~50 ms each at 200 updates/s).
                 first = consumer.poll(self.options.poll_timeout_s)
                 if first is not None:
-                    self._accept(first)
-                    for message in consumer.consume(num_messages=500, timeout=0):
-                        self._accept(message)
+                    self._accept([first, *consumer.consume(num_messages=500, timeout=0)])
                 if time.monotonic() >= next_commit:
                     self._commit(consumer)
                     next_commit = time.monotonic() + self.options.commit_interval_s
@@ -148,21 +147,25 @@ class EventApplier:
                 stop.wait(wait)
                 wait = min(5.0, wait * 2)
 
-    def _accept(self, message: Message) -> None:
-        error = message.error()
-        if error is not None:
-            if error.code() != KafkaError._PARTITION_EOF:
-                log.warning("consumer error: %s", error.str())
-            return
-        topic, partition, offset = message.topic(), message.partition(), message.offset()
-        assert topic is not None and partition is not None and offset is not None
-        if not self.tracker.owns((topic, partition)):
-            return  # fetched before a revoke: its new owner delivers it again
-        self.tracker.consumed((topic, partition), offset)
-        key = message.key()
-        key = key.encode() if isinstance(key, str) else key
-        record = parse_record(topic, partition, offset, key, message.value(), self.caps)
-        self.queues.put(record.queue_key, record)
+    def _accept(self, messages: list[Message]) -> None:
+        records = []
+        for message in messages:
+            error = message.error()
+            if error is not None:
+                if error.code() != KafkaError._PARTITION_EOF:
+                    log.warning("consumer error: %s", error.str())
+                continue
+            topic, partition, offset = message.topic(), message.partition(), message.offset()
+            assert topic is not None and partition is not None and offset is not None
+            if not self.tracker.owns((topic, partition)):
+                continue  # fetched before a revoke: its new owner delivers it again
+            self.tracker.consumed((topic, partition), offset)
+            key = message.key()
+            key = key.encode() if isinstance(key, str) else key
+            records.append(parse_record(topic, partition, offset, key, message.value(), self.caps))
+        # One statement reads the states of all of them, instead of one per record on the workers' path.
+        for record in self.processor.prefetch(records):
+            self.queues.put(record.queue_key, record)
 
     def _throttle(self, consumer: Consumer) -> None:
         buffered = self.queues.items()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 import sqlalchemy as sa
@@ -14,7 +14,7 @@ from confluent_kafka import KafkaError, KafkaException, Producer
 
 from connectors.applier_call import EventCaller, Result
 from connectors.applier_metrics import ApplierMetrics
-from connectors.applier_store import SETTLED, DeadLetter, PostgresApplierStore
+from connectors.applier_store import SETTLED, DeadLetter, KeyState, PostgresApplierStore
 from core.broker import BrokerError, ensure_topics
 from core.events import Envelope, EnvelopeError
 from core.rules import CapabilitySpec, EventsSpec
@@ -22,6 +22,7 @@ from core.rules import CapabilitySpec, EventsSpec
 log = logging.getLogger("strangler.applier")
 
 MAX_BACKOFF_S = 30.0
+MAX_FLOORS = 100_000  # keys whose last settled sequence is remembered (a lower bound: forgetting is always safe)
 Retry = float | None  # None: settled; a number: try this record again after so many seconds
 
 
@@ -36,6 +37,7 @@ class Record:
     offset: int | None = None
     envelope: Envelope | None = None
     problem: str | None = None  # why it cannot be applied at all (not an envelope, unknown capability)
+    known: KeyState | None = None  # its event's state as read when it was consumed (may be behind by now)
 
     @property
     def queue_key(self) -> tuple[str, str]:
@@ -141,6 +143,20 @@ class EventProcessor:
         self._dlq_topics = {c.events.topic: c.events.dead_letter_topic for c in caps.values() if c.events}
         self._waits = {c.name: _backoff(c.events) for c in caps.values() if c.events}
         self._failures: dict[tuple[str, str], int] = {}  # consecutive failures per key, for the backoff
+        # The last sequence this process settled per key: never above the key's checkpoint, so always safe to trust.
+        self._floors: dict[tuple[str, str], int] = {}
+
+    def prefetch(self, records: list[Record]) -> list[Record]:
+        """Return the records with their events' states read in one statement (as they were, if the database fails)."""
+        events = [(r.envelope.id, r.envelope.capability) for r in records if r.envelope is not None]
+        if not events:
+            return records
+        try:
+            states = self.store.key_states(events)
+        except sa.exc.DBAPIError as exc:
+            log.warning("cannot read the states of %d events (%s); each is read when applied", len(events), exc)
+            return records
+        return [replace(r, known=states.get(r.envelope.id)) if r.envelope is not None else r for r in records]
 
     def process(self, record: Record, still_ours: Callable[[], bool] = lambda: True) -> Retry:
         """Settle one record, or return after how many seconds to try it again (its key waits meanwhile)."""
@@ -156,12 +172,31 @@ class EventProcessor:
             self._failures.pop(record.queue_key, None)  # the backoff starts afresh for the key's next failure
         return retry
 
-    def _settle(self, record: Record, envelope: Envelope, still_ours: Callable[[], bool]) -> Retry:
+    def _key_state(self, record: Record, envelope: Envelope) -> KeyState:
+        """Return the event's state as read at consumption if that still decides it, else as read now."""
+        floor = self._floors.get(record.queue_key, 0)
+        state = record.known
+        if state is not None and state.known:
+            # A state read at consumption can only be behind: its verdict stands if it says settled or next in line.
+            state = replace(state, applied=max(state.applied, floor))
+            if state.settled(envelope.sequence) or envelope.sequence == state.applied + 1:
+                return state
         state = self.store.key_state(envelope.id, envelope.capability, envelope.key)
+        return replace(state, applied=max(state.applied, floor))
+
+    def _settled(self, queue_key: tuple[str, str], sequence: int) -> None:
+        if len(self._floors) >= MAX_FLOORS:
+            self._floors.clear()
+        if sequence > self._floors.get(queue_key, 0):
+            self._floors[queue_key] = sequence
+
+    def _settle(self, record: Record, envelope: Envelope, still_ours: Callable[[], bool]) -> Retry:
+        state = self._key_state(record, envelope)
         if not state.known or (state.key, state.sequence) != (envelope.key, envelope.sequence):
             return self._dead_letter_unusable(record, "not an update the facade accepted (unknown id, key or sequence)")
         if state.settled(envelope.sequence):
             self.metrics.skipped.labels(envelope.capability).inc()
+            self._settled(record.queue_key, envelope.sequence)
             return None
         chain = [record]
         if envelope.sequence > state.applied + 1:
@@ -176,6 +211,7 @@ class EventProcessor:
             retry = self._apply(item, item.envelope)
             if retry is not None:
                 return retry
+            self._settled(record.queue_key, item.envelope.sequence)
         return None
 
     def _earlier(self, topic: str, envelope: Envelope, applied: int) -> list[Record] | None:

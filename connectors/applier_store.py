@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import distinct_on, insert
+from sqlalchemy.dialects.postgresql import ARRAY, distinct_on, insert
 
 from core.db import dead_letters, event_key_sequences, event_outbox, event_requests
 from core.events import Envelope
@@ -110,6 +110,28 @@ _KEY_STATE = sa.select(
     .label("applied"),
 ).where(event_requests.c.event_id == sa.bindparam("event_id"))
 
+# The states of many events at once (the records of one poll), each with its own key's checkpoint.
+_KEY_STATES = (
+    sa.select(
+        event_requests.c.event_id,
+        event_requests.c.state,
+        event_requests.c.sequence,
+        event_requests.c.key,
+        event_requests.c.capability,
+        event_key_sequences.c.applied,
+    )
+    .select_from(
+        event_requests.outerjoin(
+            event_key_sequences,
+            sa.and_(
+                event_key_sequences.c.capability == event_requests.c.capability,
+                event_key_sequences.c.key == event_requests.c.key,
+            ),
+        )
+    )
+    .where(event_requests.c.event_id == sa.any_(sa.bindparam("ids", type_=ARRAY(sa.Text))))
+)
+
 # One statement, hence one transaction and one round trip: the request's state and the key's checkpoint.
 _MARKED = (
     sa.update(event_requests)
@@ -145,6 +167,18 @@ class PostgresApplierStore:
         if row is None:
             return KeyState(False, None, None, None, 0)
         return KeyState(row.capability == capability, row.state, row.sequence, row.key, row.applied or 0)
+
+    def key_states(self, events: Sequence[tuple[str, str]]) -> dict[str, KeyState]:
+        """Return the state of each known event of (event id, capability) pairs, read in one statement."""
+        capability_of = dict(events)
+        with self._autocommit.connect() as conn:
+            rows = conn.execute(_KEY_STATES, {"ids": list(capability_of)}).all()
+        return {
+            row.event_id: KeyState(
+                row.capability == capability_of[row.event_id], row.state, row.sequence, row.key, row.applied or 0
+            )
+            for row in rows
+        }
 
     def earlier(self, capability: str, key: str, after: int, before: int) -> list[Earlier]:
         """Return the accepted events of a key with after < sequence < before, in order, with their outbox envelopes."""
