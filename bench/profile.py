@@ -23,7 +23,6 @@ CATEGORIES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("upstream client: requests", ("requests/",)),
     ("upstream client: urllib3, http.client, email headers", ("urllib3/", "http/client.py", "email/")),
     ("circuit breaker", ("connectors/breaker.py",)),
-    # The facade's worker class; its own time is mostly the kernel sending the corked response.
     (
         "server: gunicorn (parse, poll, thread pool, facade/worker.py)",
         ("gunicorn/", "facade/worker.py", "concurrent/futures/", "selectors.py"),

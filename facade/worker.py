@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import os
 import select
-import socket
 from typing import Any
 
 from gunicorn.workers.gthread import ThreadWorker
@@ -64,18 +63,6 @@ class LingeringThreadWorker(ThreadWorker):
         if self._hand_back_r in ready:
             return _HAND_BACK
         return _SERVE if ready else _EXPIRE  # readable also means closed by the client: serving reads the EOF
-
-    def handle_request(self, req: Any, conn: Any) -> Any:
-        """Answer one request with its headers and body in one TCP segment where they fit."""
-        corked = conn.sock.family in (socket.AF_INET, socket.AF_INET6)
-        if corked:
-            conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, 1)
-        try:
-            return super().handle_request(req, conn)
-        finally:
-            if corked:
-                with contextlib.suppress(OSError):  # the client may be gone
-                    conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, 0)
 
     def wait_for_and_dispatch_events(self, timeout: float) -> None:
         super().wait_for_and_dispatch_events(timeout)
