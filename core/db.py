@@ -237,12 +237,22 @@ shadow_skips = sa.Table(
 
 
 PING_IDLE_S = 1.0  # a pooled connection idle longer than this is pinged before use
+CONNECT_TIMEOUT_S = 10  # a new connection to a host that does not answer fails after this (libpq: whole seconds)
 
 
-def make_engine(url: str, pool_size: int = 10, ping_idle_s: float = PING_IDLE_S) -> sa.Engine:
+def make_engine(
+    url: str, pool_size: int = 10, ping_idle_s: float = PING_IDLE_S, connect_timeout_s: int = CONNECT_TIMEOUT_S
+) -> sa.Engine:
     """Return an engine for the control plane whose pooled connections are pinged before use once idle for
-    `ping_idle_s`, and replaced if the ping fails (after a restart or a dropped connection)."""
-    engine = sa.create_engine(url, pool_size=pool_size, max_overflow=pool_size, future=True)
+    `ping_idle_s`, and replaced if the ping fails (after a restart or a dropped connection); connecting to a host
+    that does not answer fails after `connect_timeout_s` instead of waiting for TCP to give up."""
+    engine = sa.create_engine(
+        url,
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        connect_args={"connect_timeout": connect_timeout_s},
+        future=True,
+    )
     # pool_pre_ping would ping on every checkout: one more round trip on each accept, whose latency is a target.
     # A connection returned less than a second ago was alive then; one that dies in that second fails its statement,
     # which the caller answers like any database error (nothing is half-written: every write is one transaction).
