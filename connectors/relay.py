@@ -200,14 +200,14 @@ class OutboxRelay:
         producer = self._producer
         while producer is not None and not batch.complete and self.clock() < batch.deadline:
             producer.poll(0.05)
-        ids, failed = self._settle(batch, set())
+        ids, failed = batch.acknowledged(set())
         self._mark(conn, batch, ids)
         if failed:
             self._broker_lost()
         return PassResult(read=len(rows), marked=len(ids), failed=failed)
 
-    def _read(self, conn: sa.Connection, after: int) -> Sequence[tuple[int, str, str, bytes, str]]:
-        """Return the next queued rows after outbox id `after`: (id, topic, key, value, event_id) in id order."""
+    def _read(self, conn: sa.Connection, after: int) -> Sequence[tuple[int, str, str, bytes]]:
+        """Return the next queued rows after outbox id `after`: (id, topic, key, value) in id order."""
         # Plain tuples in binary format straight from the driver: result rows would cost more than the query.
         driver = conn.connection.driver_connection
         assert driver is not None
@@ -222,15 +222,15 @@ class OutboxRelay:
         try:
             producer = self._producer or self._new_producer()
             produce = producer.produce
-            for row_id, topic, key, value, event_id in rows:
+            for row_id, topic, key, value in rows:
                 add_id(row_id)
                 try:
-                    produce(topic, value, key, headers={"event_id": event_id}, on_delivery=report)
+                    produce(topic, value, key, on_delivery=report)
                 except BufferError:
                     while True:  # the local queue is full: serve delivery reports until there is room
                         producer.poll(0.05)
                         try:
-                            produce(topic, value, key, headers={"event_id": event_id}, on_delivery=report)
+                            produce(topic, value, key, on_delivery=report)
                             break
                         except BufferError:
                             continue
@@ -240,30 +240,6 @@ class OutboxRelay:
             log.warning("producer failed: %s", exc)
             batch.deadline = self.clock()
         return batch
-
-    def _settle(self, batch: Batch, blocked: set[tuple[str, str]]) -> tuple[list[int], bool]:
-        """Return the rows safe to mark and whether any failed; a key with an unacknowledged row stays `blocked`.
-
-        A row is safe once its delivery report said acknowledged; a batch whose reports did not all arrive in time
-        marks nothing (a report cannot be matched to its row without one), so all of it goes out again.
-        """
-        complete, failed = batch.complete, batch.failed
-        if not blocked and complete and not failed:
-            return batch.ids, False
-        safe = []
-        for row_id, topic, key, _value, event_id in batch.rows:
-            # A later row of a key whose earlier row failed waits, so the retry goes out before it again.
-            if complete and event_id not in failed and (topic, key) not in blocked:
-                safe.append(row_id)
-            else:
-                blocked.add((topic, key))
-        if len(safe) < len(batch.rows):
-            first = next(iter(failed.values()), None)
-            log.warning(
-                "%d of %d rows not acknowledged (%s); they stay for the next round", len(batch.rows) - len(safe),
-                len(batch.rows), first.str() if first else "no delivery report in time",
-            )  # fmt: skip
-        return safe, len(safe) < len(batch.rows)
 
     def _mark(self, conn: sa.Connection, batch: Batch, ids: list[int]) -> None:
         if ids:

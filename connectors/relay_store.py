@@ -16,7 +16,7 @@ from core.db import event_requests as requests
 OPEN = ("accepted", "published")  # event states that still need the event on the topic ("published": older rows)
 
 select_unpublished = (
-    sa.select(outbox.c.id, outbox.c.topic, outbox.c.key, outbox.c.value, outbox.c.event_id)
+    sa.select(outbox.c.id, outbox.c.topic, outbox.c.key, outbox.c.value)
     .select_from(pending.join(outbox, outbox.c.id == pending.c.id))
     # Both sides bounded: a merge join would otherwise scan the outbox from its first row for every batch.
     .where(pending.c.id > sa.bindparam("after"), outbox.c.id > sa.bindparam("after"))
