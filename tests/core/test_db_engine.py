@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import threading
 from collections.abc import Callable
 
@@ -10,6 +9,7 @@ import pytest
 import sqlalchemy as sa
 
 from core.db import make_engine
+from tests.connectors.upstream_fakes import unaccepting_port
 
 
 def kill_pooled_backends(engine: sa.Engine, admin_url: str) -> None:
@@ -64,17 +64,7 @@ def test_a_connection_used_within_the_idle_time_is_not_pinged(new_database: Call
 def test_connecting_to_a_host_that_never_answers_fails_after_the_connect_timeout() -> None:
     """A listener whose accept queue is full drops further handshakes, as a blackholed host does: the engine gives
     up after its connect timeout with an error instead of hanging until TCP does (minutes)."""
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(0)
-    fillers = []
-    try:
-        port = listener.getsockname()[1]
-        for _ in range(2):  # fill the accept queue; nobody ever accepts
-            filler = socket.socket()
-            filler.setblocking(False)
-            filler.connect_ex(("127.0.0.1", port))
-            fillers.append(filler)
+    with unaccepting_port() as port:
         engine = make_engine(f"postgresql+psycopg://postgres@127.0.0.1:{port}/none", connect_timeout_s=2)
         outcome: list[BaseException] = []
 
@@ -92,7 +82,3 @@ def test_connecting_to_a_host_that_never_answers_fails_after_the_connect_timeout
         assert len(outcome) == 1 and isinstance(outcome[0], sa.exc.OperationalError), outcome
         assert "timeout" in str(outcome[0]).lower()
         engine.dispose()
-    finally:
-        for filler in fillers:
-            filler.close()
-        listener.close()
