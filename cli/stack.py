@@ -13,11 +13,12 @@ from pathlib import Path
 
 import requests
 import sqlalchemy as sa
+from prometheus_client.parser import text_string_to_metric_families
 
 from core.broker import EmbeddedBroker
 from core.db import make_engine
 from core.pgcluster import PgCluster, free_port, start_cluster
-from core.procs import Service, start_service, wait_until
+from core.procs import Service, ServiceError, start_service, wait_until
 
 
 @dataclass
@@ -167,8 +168,9 @@ class Stack:
         self.start_worker("relay")
         self.start_worker("applier")
 
-    def start_worker(self, name: str) -> Service:
-        """Start (or start again) the relay or the applier, returning once its metrics endpoint answers."""
+    def start_worker(self, name: str, wait_assigned: bool = True) -> Service:
+        """Start (or start again) the relay or the applier, returning once its metrics endpoint answers and, for the
+        applier unless told otherwise, once the consumer group gave it partitions (updates sent earlier would wait)."""
         command = {"relay": ["relay"], "applier": ["apply-events", "--workers", str(self.options.applier_workers)]}
         port = free_port()
         self.urls[name] = f"http://127.0.0.1:{port}"
@@ -183,10 +185,15 @@ class Stack:
             "127.0.0.1",
         ]
         self.options.log(f"starting the {name}")
-        self.services[name] = start_service(
+        service = self.services[name] = start_service(
             name, argv, self.urls[name], self.workdir / "logs", env=self.facade_env, health_path="/metrics"
         )
-        return self.services[name]
+        if name == "applier" and wait_assigned:
+            try:
+                wait_until(lambda: assigned_partitions(service.url) > 0, 60, interval=0.1, what="applier partitions")
+            except TimeoutError:
+                raise ServiceError(f"the applier owns no partition after 60s:\n{service.log_tail()}") from None
+        return service
 
     def _run(self, argv: list[str]) -> None:
         result = subprocess.run(argv, capture_output=True, text=True, check=False)
@@ -215,3 +222,15 @@ class Stack:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def assigned_partitions(metrics_url: str) -> int:
+    """Return how many partitions the applier behind `metrics_url` owns (0 when its metrics cannot be read)."""
+    try:
+        text = requests.get(metrics_url + "/metrics", timeout=2).text
+    except requests.RequestException:
+        return 0
+    for family in text_string_to_metric_families(text):
+        if family.name == "strangler_applier_assigned_partitions":
+            return int(sum(sample.value for sample in family.samples))
+    return 0

@@ -75,7 +75,7 @@ class EventApplier:
         self.topics = sorted({c.events.topic for c in caps.values() if c.events})
         self.queues: KeyQueues[tuple[str, str], Record] = KeyQueues()
         self.tracker = OffsetTracker()
-        self.metrics.watch(self.tracker.lag, self.queues.keys_in_flight, self.queues.items)
+        self.metrics.watch(self.tracker.lag, self.queues.keys_in_flight, self.queues.items, self.tracker.owned)
         self.assigned = threading.Event()  # set once the group gave this consumer its partitions
         self._consumer: Consumer | None = None
         self._paused = False

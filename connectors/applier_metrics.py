@@ -64,14 +64,18 @@ class ApplierMetrics:
         )  # fmt: skip
         self.inflight_keys = Gauge("strangler_applier_inflight_keys", "Keys with unsettled work", registry=r)
         self.queued = Gauge("strangler_applier_queued_events", "Records waiting in the per-key queues", registry=r)
+        # 0 until the group has given this consumer its partitions: what a start-up waits for before sending work.
+        self.assigned = Gauge("strangler_applier_assigned_partitions", "Partitions this applier owns", registry=r)
 
     def watch(
         self,
         lag: Callable[[], Mapping[tuple[str, int], int]],
         inflight_keys: Callable[[], int],
         queued: Callable[[], int],
+        assigned: Callable[[], int],
     ) -> None:
-        """Read lag, in-flight keys and queue depth from the running applier whenever metrics are scraped."""
+        """Read lag, in-flight keys, queue depth and owned partitions from the running applier at every scrape."""
         self.registry.register(_LagCollector(lag))
         self.inflight_keys.set_function(lambda: float(inflight_keys()))
         self.queued.set_function(lambda: float(queued()))
+        self.assigned.set_function(lambda: float(assigned()))

@@ -155,6 +155,11 @@ class OffsetTracker:
             for tp in partitions:
                 self._parts.pop(tp, None)
 
+    def owned(self) -> int:
+        """Return how many partitions are assigned to this consumer."""
+        with self._lock:
+            return len(self._parts)
+
     def owns(self, tp: Partition) -> bool:
         """Return True while the partition is assigned to this consumer."""
         with self._lock:

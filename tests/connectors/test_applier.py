@@ -263,6 +263,8 @@ def test_an_event_is_applied_and_the_legacy_customer_changes(world: World) -> No
         ]
         assert lag and all(s.value == 0 for s in lag) and {s.labels["topic"] for s in lag} == {world.topic}
         assert metric(built, "strangler_applier_inflight_keys") == 0
+        assert metric(built, "strangler_applier_assigned_partitions") == 3  # the one consumer of a 3-partition topic
+    assert metric(built, "strangler_applier_assigned_partitions") == 0  # left the group on stop
 
 
 def test_the_same_event_delivered_twice_is_applied_once(world: World) -> None:

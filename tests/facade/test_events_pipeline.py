@@ -12,6 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 import requests
 import sqlalchemy as sa
 
+from cli.stack import assigned_partitions
 from core.procs import wait_until
 from tests.stackclient import FacadeClient
 
@@ -116,9 +117,17 @@ def test_relay_and_applier_killed_at_random_points_apply_every_update_exactly_on
             ids.append(accept(facade, 140 + i % 15, f"+47 7{round_}{i:05d}"))
         victim = ("relay", "applier")[round_ % 2] if round_ < 5 else rng.choice(["relay", "applier"])
         facade.stack.services[victim].kill()  # SIGKILL: no goodbye, no final commit
-        facade.stack.start_worker(victim)
+        facade.stack.start_worker(victim, wait_assigned=False)  # the next round's updates go in at once
     facade.await_applied(ids, timeout=180)
     assert_applied_once_in_order(facade, ids)
+
+
+def test_a_restarted_applier_is_handed_back_only_once_it_owns_partitions(facade: FacadeClient) -> None:
+    facade.stack.services["applier"].kill()  # its partitions stay with the dead member until its session expires
+    service = facade.stack.start_worker("applier")
+    assert assigned_partitions(service.url) > 0
+    request_id = accept(facade, 160, "+47 6000001")
+    facade.await_applied([request_id], timeout=60)
 
 
 def test_a_permanently_rejected_update_is_dead_lettered_and_replayed_after_the_fix(facade: FacadeClient) -> None:
