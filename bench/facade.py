@@ -1,4 +1,5 @@
-"""Benchmark the facade against the legacy balance endpoint called directly and through nginx, in one run.
+"""Benchmark the facade against the legacy balance endpoint called directly, through nginx and through a bare Python
+pass-through under the facade's own server (the floor of the mandated stack), in one run.
 
 Run from the repository root: `.venv/bin/python bench/facade.py` (or `make bench`). Prints a table with ratios and
 PASS/FAIL per target and writes the figures as JSON into bench/results/.
@@ -32,11 +33,14 @@ from bench.parts import measure_parts  # noqa: E402
 from bench.profile import finish_recording, start_recording  # noqa: E402
 from bench.report import Measured, Run, combine_runs, describe_machine  # noqa: E402
 from cli.stack import Stack, StackOptions  # noqa: E402
+from core.pgcluster import free_port  # noqa: E402
+from core.procs import Service, gunicorn_argv, start_service  # noqa: E402
 from facade.worker import WORKER_CLASS  # noqa: E402
 
 LEGACY_BALANCE = "/CBS/ACCT/BAL?ACCTNO=0000000001"
 FACADE_BALANCE = "/v1/accounts/1/balance"
-PATHS = ("direct", "nginx", "facade")
+PATHS = ("direct", "nginx", "floor", "facade")
+SLOW_PATHS = ("direct", "floor", "facade")
 console = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
 
 
@@ -86,12 +90,13 @@ def set_legacy_latency(legacy_url: str, latency_ms: float) -> None:
 class Bench:
     """One benchmark run over a started stack and nginx: measures, profiles, and collects the figures."""
 
-    def __init__(self, stack: Stack, proxy: NginxProxy, opts: dict[str, Any], record: Run) -> None:
+    def __init__(self, stack: Stack, proxy: NginxProxy, floor: Service, opts: dict[str, Any], record: Run) -> None:
         self.stack, self.proxy, self.opts, self.record = stack, proxy, opts, record
         auth = {"Authorization": f"Bearer {stack.api_key}"}
         self.targets: dict[str, tuple[str, dict[str, str]]] = {
             "direct": (stack.urls["legacy"] + LEGACY_BALANCE, {}),
             "nginx": (proxy.url + LEGACY_BALANCE, {}),
+            "floor": (floor.url + LEGACY_BALANCE, {}),
             "facade": (stack.urls["facade"] + FACADE_BALANCE, auth),
         }
         assert stack.cluster is not None
@@ -102,6 +107,7 @@ class Bench:
                 "legacy": lambda: stack.services["legacy"].proc.pid,
                 "postgres": lambda: int(pg_pid_file.read_text().split()[0]),
                 "nginx": lambda: proxy.pid,
+                "floor": lambda: floor.proc.pid,
             }
         )
 
@@ -191,9 +197,9 @@ class Bench:
         log(f"slow legacy: latency fault {o['slow_ms']:g} ms, wrk -t2 -c{conns}, {rounds} x {seconds:g} s per path")
         set_legacy_latency(self.stack.urls["legacy"], o["slow_ms"])
         try:
-            for path in ("direct", "facade"):
+            for path in SLOW_PATHS:
                 self.warm(path, o["warmup_s"], conns, 2)
-            self.interleaved("slow_legacy", ("direct", "facade"), self.wrk(seconds, conns, 2), rounds)
+            self.interleaved("slow_legacy", SLOW_PATHS, self.wrk(seconds, conns, 2), rounds)
             if o["profile_s"]:
                 self.profile("slow_legacy", conns, 2)
         finally:
@@ -241,6 +247,17 @@ class Bench:
             "note": f"{prof.samples} samples of the GIL holder in {len(workers)} workers "
             f"(GIL held ~{prof.samples / max(1, expected):.0%} of the time) at {result.rps:,.0f} req/s under py-spy",
         }
+
+
+def start_floor(stack: Stack, opts: dict[str, Any], worker_class: str) -> Service:
+    """Serve bench.floorapp under gunicorn with the facade's worker class, workers and threads, in front of legacy."""
+    port = free_port()
+    workers, threads = opts["facade_workers"], opts["facade_threads"]
+    argv = gunicorn_argv(
+        "bench.floorapp:create_app_from_env()", f"127.0.0.1:{port}", workers, threads, worker_class=worker_class
+    )
+    env = {"FLOOR_UPSTREAM": stack.urls["legacy"].removeprefix("http://"), "FLOOR_POOL_SIZE": str(threads)}
+    return start_service("floor", argv, f"http://127.0.0.1:{port}", stack.workdir / "logs", env=env)
 
 
 @click.command()
@@ -294,18 +311,23 @@ def main(**opts: Any) -> None:
             upstream = stack.urls["legacy"].removeprefix("http://")
             with NginxProxy(upstream, workers=opts["nginx_workers"]) as proxy:
                 log(f"nginx (worker_processes {opts['nginx_workers']}) on {proxy.url} -> {upstream}")
-                bench = Bench(stack, proxy, opts, record)
-                for path, (url, headers) in bench.targets.items():
-                    check_answers(url, headers, '"balance"' if path == "facade" else '"RC":"00"')
-                bench.saturation()
-                bench.fixed_rate()
-                if opts["low_s"]:
-                    bench.low_rate()
-                if opts["profile_s"]:
-                    bench.profile("saturation", opts["connections"], opts["wrk_threads"])
-                bench.slow_legacy()
-                if opts["parts"]:
-                    bench.parts()
+                floor = start_floor(stack, opts, worker_class)
+                try:
+                    log(f"python floor (bench/floorapp.py, {worker_class}) on {floor.url} -> {upstream}")
+                    bench = Bench(stack, proxy, floor, opts, record)
+                    for path, (url, headers) in bench.targets.items():
+                        check_answers(url, headers, '"balance"' if path == "facade" else '"RC":"00"')
+                    bench.saturation()
+                    bench.fixed_rate()
+                    if opts["low_s"]:
+                        bench.low_rate()
+                    if opts["profile_s"]:
+                        bench.profile("saturation", opts["connections"], opts["wrk_threads"])
+                    bench.slow_legacy()
+                    if opts["parts"]:
+                        bench.parts()
+                finally:
+                    floor.stop()
     finally:
         for directory in filter(None, leftovers):
             shutil.rmtree(directory, ignore_errors=True)

@@ -107,8 +107,8 @@ class Run:
 
     def ratios(self) -> dict[str, float]:
         """Return throughput ratios at saturation and latency added over direct at the fixed rate."""
-        sat = {p: self.get("saturation", p).load for p in ("direct", "nginx", "facade")}
-        fixed = {p: self.get("fixed_rate", p).load for p in ("direct", "nginx", "facade")}
+        sat = {p: self.get("saturation", p).load for p in ("direct", "nginx", "floor", "facade")}
+        fixed = {p: self.get("fixed_rate", p).load for p in ("direct", "nginx", "floor", "facade")}
         return {
             "facade_over_nginx_rps": sat["facade"].rps / sat["nginx"].rps,
             "facade_over_direct_rps": sat["facade"].rps / sat["direct"].rps,
@@ -117,6 +117,10 @@ class Run:
             "facade_added_p99_ms": fixed["facade"].p99_ms - fixed["direct"].p99_ms,
             "nginx_added_p50_ms": fixed["nginx"].p50_ms - fixed["direct"].p50_ms,
             "nginx_added_p99_ms": fixed["nginx"].p99_ms - fixed["direct"].p99_ms,
+            # The floor: what gunicorn and urllib3 alone cost on these cores, before any feature of the facade.
+            "floor_over_nginx_rps": sat["floor"].rps / sat["nginx"].rps,
+            "floor_added_p50_ms": fixed["floor"].p50_ms - fixed["direct"].p50_ms,
+            "floor_added_p99_ms": fixed["floor"].p99_ms - fixed["direct"].p99_ms,
             **self._low_rate_added(),
             # Noise-resistant: the throughput ratio the cores could carry at each path's CPU cost per request.
             "cpu_bound_facade_over_nginx": self.get("saturation", "nginx").path_cpu_ms
@@ -126,11 +130,12 @@ class Run:
     def _low_rate_added(self) -> dict[str, float]:
         if not any(m.scenario == "low_rate" for m in self.runs):
             return {}
-        low = {p: self.get("low_rate", p).load for p in ("direct", "nginx", "facade")}
+        low = {p: self.get("low_rate", p).load for p in ("direct", "nginx", "floor", "facade")}
         return {
             "low_rate_facade_added_p50_ms": low["facade"].p50_ms - low["direct"].p50_ms,
             "low_rate_facade_added_p99_ms": low["facade"].p99_ms - low["direct"].p99_ms,
             "low_rate_nginx_added_p50_ms": low["nginx"].p50_ms - low["direct"].p50_ms,
+            "low_rate_floor_added_p50_ms": low["floor"].p50_ms - low["direct"].p50_ms,
         }
 
     def targets(self) -> list[Target]:
@@ -165,12 +170,15 @@ class Run:
 
     def print(self, console: Console) -> None:
         """Print the figures, the ratios, the targets and the profile summaries."""
-        table = Table(title="Balance inquiry: direct vs nginx vs facade (loopback, same legacy server)")
+        table = Table(title="Balance inquiry: direct vs nginx vs python floor vs facade (loopback, same legacy server)")
         for column in ("scenario", "path", "req/s", "p50 ms", "p99 ms", "errors", "CPU ms/req: facade",
-                       "legacy", "postgres", "nginx", "loadgen", "path", "cores busy", "of which others"):  # fmt: skip
+                       "floor", "legacy", "postgres", "nginx", "loadgen", "path", "cores busy",
+                       "of which others"):  # fmt: skip
             table.add_column(column, justify="left" if column in ("scenario", "path") else "right")
         for m in self.runs:
-            cpu = [f"{m.cpu_ms_per_request(c):.2f}" for c in ("facade", "legacy", "postgres", "nginx", "loadgen")]
+            cpu = [
+                f"{m.cpu_ms_per_request(c):.2f}" for c in ("facade", "floor", "legacy", "postgres", "nginx", "loadgen")
+            ]
             table.add_row(m.scenario, m.path, f"{m.load.rps:,.0f}", f"{m.load.p50_ms:.2f}", f"{m.load.p99_ms:.2f}",
                           str(m.load.errors), *cpu, f"{m.path_cpu_ms:.2f}", f"{m.machine_busy_s / m.wall_s:.2f}",
                           f"{m.others_cores:.2f}")  # fmt: skip

@@ -94,12 +94,19 @@ def start_service(
     return service
 
 
-def gunicorn_argv(app_spec: str, bind: str, workers: int = 2, threads: int = 8, extra: Sequence[str] = ()) -> list[str]:
-    """Return the argv that serves a WSGI app spec under gunicorn with thread-based workers."""
+def gunicorn_argv(
+    app_spec: str,
+    bind: str,
+    workers: int = 2,
+    threads: int = 8,
+    extra: Sequence[str] = (),
+    worker_class: str = "gthread",
+) -> list[str]:
+    """Return the argv that serves a WSGI app spec under gunicorn with thread-based workers (`worker_class`)."""
     return [
         sys.executable, "-m", "gunicorn", app_spec,
         "--bind", bind,
-        "--worker-class", "gthread",
+        "--worker-class", worker_class,
         "--workers", str(workers),
         "--threads", str(threads),
         "--graceful-timeout", "5",
