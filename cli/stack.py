@@ -227,10 +227,12 @@ class Stack:
 def assigned_partitions(metrics_url: str) -> int:
     """Return how many partitions the applier behind `metrics_url` owns (0 when its metrics cannot be read)."""
     try:
-        text = requests.get(metrics_url + "/metrics", timeout=2).text
-    except requests.RequestException:
+        response = requests.get(metrics_url + "/metrics", timeout=2)
+        if response.status_code != 200:
+            return 0
+        for family in text_string_to_metric_families(response.text):
+            if family.name == "strangler_applier_assigned_partitions":
+                return int(sum(sample.value for sample in family.samples))
+    except (requests.RequestException, ValueError):  # not up yet, or not a metrics page: nothing owned yet
         return 0
-    for family in text_string_to_metric_families(text):
-        if family.name == "strangler_applier_assigned_partitions":
-            return int(sum(sample.value for sample in family.samples))
     return 0
