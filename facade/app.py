@@ -5,8 +5,6 @@ from __future__ import annotations
 import atexit
 import logging
 import os
-import re
-import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -25,8 +23,10 @@ from core.rules import RulesError, RuleSet, load_rules
 from core.settings import Settings
 from facade import ops, portal
 from facade.background import Periodic
+from facade.callers import client_of, request_id_of
 from facade.dispatch import Dispatcher
 from facade.events import EventsMode
+from facade.fastpath import PortalReads
 from facade.freshness import ReplicaFreshness
 from facade.guard import CanaryGuard, Figures
 from facade.idempotency import PostgresIdempotencyStore
@@ -41,7 +41,6 @@ from parallel_run.guard import GuardWindow
 from parallel_run.normalisers import check_compare_rules
 from parallel_run.store import ComparisonStore
 
-REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 OPEN_PATHS = ("/healthz", "/readyz", "/metrics")
 KEY_PURGE_INTERVAL_S = 60.0
 FRESHNESS_INTERVAL_S = 0.5
@@ -184,7 +183,9 @@ def create_app(settings: Settings, rules: RuleSet | None = None) -> Flask:
             "parallel": ParallelMode(dispatcher, shadower),
         }
     )
-    app.register_blueprint(portal.make_blueprint(portal.Portal(live, modes, idem, resolver, metrics, engine)))
+    the_portal = portal.Portal(live, modes, idem, resolver, metrics, engine)
+    app.register_blueprint(portal.make_blueprint(the_portal))
+    app.wsgi_app = PortalReads(app.wsgi_app, the_portal, settings.api_keys)  # type: ignore[method-assign]
     app.register_blueprint(ops.make_blueprint(engine, clients, live, metrics))
     install_request_hooks(app, settings)
     background.every(settings.route_poll_s, "routes", live.refresh)
@@ -202,13 +203,11 @@ def install_request_hooks(app: Flask, settings: Settings) -> None:
 
     @app.before_request
     def identify() -> Response | None:
-        incoming = request.headers.get("X-Request-ID", "")
-        g.request_id = incoming if REQUEST_ID.match(incoming) else uuid.uuid4().hex
+        g.request_id = request_id_of(request.headers.get("X-Request-ID", ""))
         if request.path in OPEN_PATHS:
             g.client_id = "-"
             return None
-        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-        client = settings.api_keys.get(token) if scheme.lower() == "bearer" else None
+        client = client_of(request.headers.get("Authorization", ""), settings.api_keys)
         if client is None:
             return portal.to_response(
                 problem(401, "unauthorized", "Unauthorized", "send Authorization: Bearer <api key>",

@@ -54,6 +54,19 @@ class LabelledChildren:
         return child
 
 
+@dataclass(frozen=True)
+class Answered:
+    """What the metrics and the access log say of one answered portal request."""
+
+    request_id: str
+    client_id: str
+    method: str
+    path: str
+    capability: str
+    mode: str
+    seconds: float
+
+
 @dataclass
 class Portal:
     """The collaborators one portal request needs, built once by the app factory."""
@@ -66,10 +79,30 @@ class Portal:
     engine: sa.Engine
     request_counts: LabelledChildren = field(init=False)
     request_seconds: LabelledChildren = field(init=False)
+    access_log: AccessLog = field(init=False)
 
     def __post_init__(self) -> None:
         self.request_counts = LabelledChildren(self.metrics.requests)
         self.request_seconds = LabelledChildren(self.metrics.latency)
+        self.access_log = AccessLog()
+
+    def read(self, cap: CapabilitySpec, route: RouteState, call: Call) -> Outcome:
+        """Answer a matched call that writes nothing (no body, no idempotency key) by its route's mode."""
+        return self._run(Routed(call, cap, route), None)
+
+    def record(self, outcome: Outcome, answered: Answered) -> str:
+        """Count and log one answered portal request; return who answered it ("facade" when no upstream did)."""
+        upstream = outcome.upstream or "facade"
+        self.request_counts(answered.capability, answered.mode, upstream, str(outcome.status)).inc()
+        self.request_seconds(answered.capability, answered.mode, upstream).observe(answered.seconds)
+        self.access_log.write(
+            {
+                "request_id": answered.request_id, "client": answered.client_id, "method": answered.method,
+                "path": answered.path, "capability": answered.capability, "mode": answered.mode,
+                "upstream": upstream, "status": outcome.status, "ms": round(answered.seconds * 1000, 2),
+            }
+        )  # fmt: skip
+        return upstream
 
     def answer(self, matched: Match | None = None, matched_in: RuleSet | None = None) -> tuple[Outcome, str, str]:
         """Answer the current request; return the outcome, its capability and its mode ("-" when none matched).
@@ -182,19 +215,23 @@ def new_resource_id(cap: CapabilitySpec) -> str:
     return f"{cap.name.split('.')[0][:3]}_{uuid.uuid4().hex}"
 
 
-def to_response(outcome: Outcome, upstream: str | None = None) -> Response:
-    """Return the HTTP response for an outcome, JSON unless it says otherwise, tagged with who answered if given."""
+def outcome_headers(outcome: Outcome, upstream: str | None = None) -> dict[str, str]:
+    """Return the headers of an outcome's response: JSON unless it says otherwise, tagged with who answered if given."""
     headers = dict(outcome.headers)
     headers.setdefault("Content-Type", "application/json")
     if upstream is not None:
         headers["X-Strangler-Upstream"] = upstream
-    return Response(outcome.payload(), status=outcome.status, headers=headers)
+    return headers
+
+
+def to_response(outcome: Outcome, upstream: str | None = None) -> Response:
+    """Return the HTTP response for an outcome (see `outcome_headers`)."""
+    return Response(outcome.payload(), status=outcome.status, headers=outcome_headers(outcome, upstream))
 
 
 def make_blueprint(portal: Portal) -> Blueprint:
     """Return the blueprint that sends every /v1 path through the portal: one rule per capability, then a catch-all."""
     bp = Blueprint("portal", __name__)
-    access_log = AccessLog()
 
     @bp.get("/v1/requests/<request_id>")
     def update_status(request_id: str) -> Response:
@@ -205,18 +242,9 @@ def make_blueprint(portal: Portal) -> Blueprint:
         started = time.perf_counter()
         outcome, capability, mode = portal.answer(matched, matched_in)
         elapsed = time.perf_counter() - started
-        upstream = outcome.upstream or "facade"
-        portal.request_counts(capability, mode, upstream, str(outcome.status)).inc()
-        portal.request_seconds(capability, mode, upstream).observe(elapsed)
         req, ids = request._get_current_object(), g._get_current_object()  # type: ignore[attr-defined]
-        access_log.write(
-            {
-                "request_id": ids.request_id, "client": ids.client_id, "method": req.method, "path": req.path,
-                "capability": capability, "mode": mode, "upstream": upstream, "status": outcome.status,
-                "ms": round(elapsed * 1000, 2),
-            }
-        )  # fmt: skip
-        return to_response(outcome, upstream)
+        answered = Answered(ids.request_id, ids.client_id, req.method, req.path, capability, mode, elapsed)
+        return to_response(outcome, portal.record(outcome, answered))
 
     def capability_view(name: str, rules: RuleSet) -> Callable[..., Response]:
         def capability_call(**params: Any) -> Response:

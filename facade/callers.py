@@ -1,0 +1,20 @@
+"""Who is calling: the request id a caller may bring, and the client its bearer key names."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Mapping
+
+REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+
+def request_id_of(incoming: str) -> str:
+    """Return the caller's X-Request-ID when it is well formed (1-128 of ``A-Za-z0-9._:-``), else a fresh one."""
+    return incoming if REQUEST_ID.match(incoming) else uuid.uuid4().hex
+
+
+def client_of(authorization: str, api_keys: Mapping[str, str]) -> str | None:
+    """Return the client that an ``Authorization: Bearer <key>`` header names, or None for anything else."""
+    scheme, _, token = authorization.partition(" ")
+    return api_keys.get(token) if scheme.lower() == "bearer" else None
