@@ -31,7 +31,7 @@ from bench.loadgen import LoadResult, run_hey_paced, run_wrk  # noqa: E402
 from bench.nginx import NginxProxy  # noqa: E402
 from bench.parts import measure_parts  # noqa: E402
 from bench.profile import finish_recording, start_recording  # noqa: E402
-from bench.report import Measured, Run, combine_runs, describe_machine  # noqa: E402
+from bench.report import PATHS, Measured, Run, combine_runs, describe_machine  # noqa: E402
 from cli.stack import Stack, StackOptions  # noqa: E402
 from core.pgcluster import free_port  # noqa: E402
 from core.procs import Service, gunicorn_argv, start_service  # noqa: E402
@@ -39,7 +39,6 @@ from facade.worker import WORKER_CLASS  # noqa: E402
 
 LEGACY_BALANCE = "/CBS/ACCT/BAL?ACCTNO=0000000001"
 FACADE_BALANCE = "/v1/accounts/1/balance"
-PATHS = ("direct", "nginx", "floor", "facade")
 SLOW_PATHS = ("direct", "floor", "facade")
 console = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
 

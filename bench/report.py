@@ -18,6 +18,8 @@ from rich.table import Table
 
 from bench.loadgen import LoadResult, combine
 
+PATHS = ("direct", "nginx", "floor", "facade")  # every path a run measures, in the order it measures them
+
 
 @dataclass(frozen=True)
 class Measured:
@@ -107,8 +109,8 @@ class Run:
 
     def ratios(self) -> dict[str, float]:
         """Return throughput ratios at saturation and latency added over direct at the fixed rate."""
-        sat = {p: self.get("saturation", p).load for p in ("direct", "nginx", "floor", "facade")}
-        fixed = {p: self.get("fixed_rate", p).load for p in ("direct", "nginx", "floor", "facade")}
+        sat = {p: self.get("saturation", p).load for p in PATHS}
+        fixed = {p: self.get("fixed_rate", p).load for p in PATHS}
         return {
             "facade_over_nginx_rps": sat["facade"].rps / sat["nginx"].rps,
             "facade_over_direct_rps": sat["facade"].rps / sat["direct"].rps,
@@ -130,7 +132,7 @@ class Run:
     def _low_rate_added(self) -> dict[str, float]:
         if not any(m.scenario == "low_rate" for m in self.runs):
             return {}
-        low = {p: self.get("low_rate", p).load for p in ("direct", "nginx", "floor", "facade")}
+        low = {p: self.get("low_rate", p).load for p in PATHS}
         return {
             "low_rate_facade_added_p50_ms": low["facade"].p50_ms - low["direct"].p50_ms,
             "low_rate_facade_added_p99_ms": low["facade"].p99_ms - low["direct"].p99_ms,

@@ -79,9 +79,10 @@ class Stack:
 
     def route_version_everywhere(self) -> int:
         """The lowest route version any live facade worker uses (the gauge is merged with `livemin`)."""
-        metrics = requests.get(self.urls["facade"] + "/metrics", timeout=5).text
-        line = next(ln for ln in metrics.splitlines() if ln.startswith("strangler_route_version"))
-        return int(float(line.split()[-1]))
+        version = gauge(self.urls["facade"], "strangler_route_version")
+        if version is None:
+            raise RuntimeError(f"the facade at {self.urls['facade']} reports no strangler_route_version")
+        return int(version)
 
     def start(self) -> Stack:
         """Start everything, in dependency order; on any failure stop what was started and re-raise."""
@@ -224,15 +225,18 @@ class Stack:
         self.stop()
 
 
+def gauge(service_url: str, name: str) -> float | None:
+    """Return the sum of a gauge's samples on a service's /metrics page; None when the page or the gauge is missing."""
+    try:
+        response = requests.get(service_url + "/metrics", timeout=5)
+        response.raise_for_status()
+        families = {family.name: family for family in text_string_to_metric_families(response.text)}
+    except (requests.RequestException, ValueError):  # not up yet, or not a metrics page
+        return None
+    family = families.get(name)
+    return None if family is None else sum(sample.value for sample in family.samples)
+
+
 def assigned_partitions(metrics_url: str) -> int:
     """Return how many partitions the applier behind `metrics_url` owns (0 when its metrics cannot be read)."""
-    try:
-        response = requests.get(metrics_url + "/metrics", timeout=2)
-        if response.status_code != 200:
-            return 0
-        for family in text_string_to_metric_families(response.text):
-            if family.name == "strangler_applier_assigned_partitions":
-                return int(sum(sample.value for sample in family.samples))
-    except (requests.RequestException, ValueError):  # not up yet, or not a metrics page: nothing owned yet
-        return 0
-    return 0
+    return int(gauge(metrics_url, "strangler_applier_assigned_partitions") or 0)
