@@ -20,6 +20,7 @@ from rich.table import Table
 from connectors.applier import ApplierConfigRefused, ApplierOptions, EventApplier, build, build_parts
 from connectors.applier_dlq import ReplayRefused, plan_replay, replay
 from connectors.applier_store import PostgresApplierStore
+from connectors.event_retention import Retention
 from connectors.relay import OutboxRelay
 from core.broker import topics_for
 from core.db import create_schema, make_engine
@@ -96,6 +97,7 @@ def relay(batch_size: int, metrics_port: int | None, metrics_addr: str) -> None:
         republish_after_s=settings.republish_after_s,
         # Look for stale events a few times per deadline, but not more than once a second or less than every 5 s.
         watchdog_interval_s=min(5.0, max(1.0, settings.republish_after_s / 4)),
+        retention=Retention(settings.events_retention_s) if settings.events_retention_s > 0 else None,
     )
     if metrics_port is not None:
         start_http_server(metrics_port, addr=metrics_addr, registry=worker.registry)
@@ -170,12 +172,31 @@ def events() -> None:
     """Operate the events pipeline (updates accepted by the facade and applied to legacy)."""
 
 
+@events.command("prune")
+@click.option(
+    "--older-than-days", type=click.FloatRange(0, min_open=True), default=None,
+    help="applied longer ago than this [default: STRANGLER_EVENTS_RETENTION_S]",
+)  # fmt: skip
+def prune(older_than_days: float | None) -> None:
+    """Remove applied updates past their retention now (the active relay also does it every 10 minutes)."""
+    settings, store = _control_store()
+    keep_s = settings.events_retention_s if older_than_days is None else older_than_days * 86400
+    if keep_s <= 0:
+        raise click.ClickException("STRANGLER_EVENTS_RETENTION_S is 0 (keep forever): say --older-than-days")
+    try:
+        with store.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            pruned = Retention(keep_s).prune_all(conn)
+    finally:
+        store.engine.dispose()
+    click.echo(f"removed {pruned} applied update(s) older than {keep_s / 86400:g} days")
+
+
 @events.group("dlq")
 def dlq() -> None:
     """Dead letters: updates the applier gave up on, and records that were not updates at all."""
 
 
-def _dlq_store() -> tuple[Settings, PostgresApplierStore]:
+def _control_store() -> tuple[Settings, PostgresApplierStore]:
     try:
         settings = Settings.from_env()
     except SettingsError as exc:
@@ -194,7 +215,7 @@ def _when(value: datetime | None) -> str:
 @click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 10_000), help="newest first")
 def dlq_list(pending: bool, limit: int) -> None:
     """Show the dead letters, newest first."""
-    _, store = _dlq_store()
+    _, store = _control_store()
     try:
         rows = store.dead_letters(limit=limit, pending_only=pending)
     finally:
@@ -217,7 +238,7 @@ def dlq_list(pending: bool, limit: int) -> None:
 @click.option("--yes", is_flag=True, help="replay even if newer updates of the same key were applied since")
 def dlq_replay(letter_id: int, yes: bool) -> None:
     """Apply dead letter LETTER_ID's update to legacy now, through the applier's own apply path."""
-    settings, store = _dlq_store()
+    settings, store = _control_store()
     try:
         try:
             plan = plan_replay(store, letter_id)

@@ -8,6 +8,7 @@ A pass that finds less than a batch (a steady trickle) sends and marks it in lin
 The requests themselves are not written: their status reads "published" from the outbox row. A watchdog queues again
 every accepted update that was published but not applied within `republish_after_s` (the embedded broker forgets
 everything on restart); the applier's dedup by event id and per-key sequence makes the duplicates harmless.
+The active relay also prunes applied events past their retention, a batch between passes (`connectors.event_retention`).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from confluent_kafka import KafkaException, Producer
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from connectors import relay_store as store
+from connectors.event_retention import Retention
 from connectors.relay_marker import Batch, Marker, PassResult
 from core.broker import BrokerError, ensure_topics
 from core.db import AdvisoryLocks
@@ -68,6 +70,7 @@ class OutboxRelay:
         idle_wait_s: float = 0.05,
         standby_poll_s: float = 1.0,
         lock_key: int = RELAY_LOCK_KEY,
+        retention: Retention | None = None,
         registry: CollectorRegistry | None = None,
         backoff: Callable[[int], float] = default_backoff,
         clock: Callable[[], float] = time.monotonic,
@@ -84,6 +87,7 @@ class OutboxRelay:
         self.idle_wait_s = idle_wait_s
         self.standby_poll_s = standby_poll_s
         self.lock_key = lock_key
+        self.retention = retention
         self.backoff = backoff
         self.clock = clock
         self.registry = registry if registry is not None else CollectorRegistry()
@@ -92,6 +96,7 @@ class OutboxRelay:
         self.published = Counter("strangler_relay_published", "Outbox rows acknowledged by Kafka", registry=r)
         self.republished = Counter("strangler_relay_republished", "Events queued again by the watchdog", registry=r)
         self.unacknowledged = Counter("strangler_relay_unacknowledged", "Rows sent, not acknowledged", registry=r)
+        self.pruned = Counter("strangler_events_pruned", "Applied events removed after the retention", registry=r)
         self.active = Gauge("strangler_relay_active", "1 while this relay holds the relay lock", registry=r)
         self.batch_seconds = Histogram(
             "strangler_relay_batch_seconds", "One batch from read to marked published", registry=r,
@@ -305,6 +310,8 @@ class OutboxRelay:
         if now >= self._next_watchdog:
             self._next_watchdog = now + self.watchdog_interval_s
             self.requeue_stale()
+        if self.retention is not None:
+            self.pruned.inc(self.retention.step(self._work_conn()))  # a batch per step while a round is under way
         if not self._topics_ready and self.topics:
             try:
                 ensure_topics(self.producer_config["bootstrap.servers"], self.topics, timeout=5.0)

@@ -41,6 +41,9 @@ class Settings:
     actor: str = "unknown"
     kafka_bootstrap: str | None = None  # None: development commands start the embedded broker
     republish_after_s: float = 30.0  # an accepted update not applied by then is published again
+    # Applied updates are kept this long (status API, relay's records), then pruned by the relay; 0 keeps them forever.
+    # Longer than Kafka's default topic retention (7 days): an event still on a topic is still known.
+    events_retention_s: float = 14 * 86400.0
     shadow_workers: int = 4  # threads per facade worker that make shadow calls, off the caller's path
     shadow_queue: int = 1000  # shadow calls waiting for those threads; beyond it a comparison is skipped and counted
     guard_interval_s: float = 2.0  # how often each worker checks canary guards and refreshes match-rate gauges
@@ -69,6 +72,7 @@ class Settings:
             "STRANGLER_IN_DOUBT_GRACE_S": ("in_doubt_grace_s", float),
             "STRANGLER_WATCHDOG_INTERVAL_S": ("watchdog_interval_s", float),
             "STRANGLER_REPUBLISH_AFTER_S": ("republish_after_s", float),
+            "STRANGLER_EVENTS_RETENTION_S": ("events_retention_s", float),
             "STRANGLER_SHADOW_WORKERS": ("shadow_workers", int),
             "STRANGLER_SHADOW_QUEUE": ("shadow_queue", int),
             "STRANGLER_GUARD_INTERVAL_S": ("guard_interval_s", float),
@@ -79,6 +83,8 @@ class Settings:
                     values[name] = kind(env[var])
                 except ValueError:
                     raise SettingsError(f"{var}={env[var]!r} is not a number") from None
+        if values.get("events_retention_s", 0.0) < 0:
+            raise SettingsError("STRANGLER_EVENTS_RETENTION_S is seconds to keep applied updates (0: forever)")
         if env.get("STRANGLER_KAFKA_BOOTSTRAP"):
             values["kafka_bootstrap"] = env["STRANGLER_KAFKA_BOOTSTRAP"]
         values["actor"] = env.get("STRANGLER_ACTOR") or env.get("SUDO_USER") or env.get("USER") or "unknown"

@@ -23,6 +23,8 @@ from confluent_kafka.admin import AdminClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from cli.events import relay as relay_command
+from connectors.applier_store import PostgresApplierStore
+from connectors.event_retention import Retention
 from connectors.relay import OutboxRelay
 from core.broker import EmbeddedBroker, ensure_topics
 from core.db import create_schema, event_outbox, event_outbox_pending, event_requests, make_engine
@@ -284,6 +286,38 @@ def test_the_loop_waits_out_a_broker_restart_and_recreates_its_topics(
     topics = AdminClient({"bootstrap.servers": own_kafka.bootstrap}).list_topics(timeout=5).topics
     assert len(topics[topic].partitions) == PARTITIONS  # recreated as configured, not auto-created by a produce
     consume(own_kafka.bootstrap, topic, covers({e.id for e in later}))
+
+
+def test_the_active_relay_prunes_applied_events_past_their_retention_between_passes(
+    control: sa.Engine, kafka: EmbeddedBroker, relays: list[OutboxRelay]
+) -> None:
+    topic = new_topic(kafka.bootstrap)
+    envelopes = accept(control, topic, keys=3, per_key=2)
+    first, second = envelopes[:3], envelopes[3:]  # each key's first and second update
+    retention = Retention(14 * 86400.0, batch_size=2)
+    relays.append(relay := OutboxRelay(control, kafka.bootstrap, idle_wait_s=0.02, retention=retention))
+    assert relay.publish_batch() == 6
+    store = PostgresApplierStore(control)
+    for envelope in envelopes:
+        assert store.record_applied(envelope) is not None
+    past = sa.func.now() - sa.func.make_interval(0, 0, 0, 15)
+    with control.begin() as conn:  # the first updates were applied 15 days ago
+        conn.execute(event_requests.update().where(event_requests.c.event_id.in_([e.id for e in first])).values(
+            accepted_at=past, applied_at=past))  # fmt: skip
+        conn.execute(
+            event_outbox.update().where(event_outbox.c.event_id.in_([e.id for e in first])).values(created_at=past)
+        )
+    stop = threading.Event()
+    loop = threading.Thread(target=relay.run, args=(stop,))
+    loop.start()
+    try:
+        wait_until(lambda: sample(relay, "strangler_events_pruned_total") == 3, 10, what="the first updates pruned")
+    finally:
+        stop.set()
+        loop.join(10)
+    assert not loop.is_alive()
+    assert set(states(control)) == {e.id for e in second}
+    assert count(control, sa.true()) == 3
 
 
 def test_the_watchdog_requeues_unapplied_events_after_the_deadline_and_leaves_settled_ones(
