@@ -174,7 +174,7 @@ class EventsBench:
             )  # queued, as the facade does
             conn.execute(sa.text("ANALYZE strangler.event_outbox"))
             conn.execute(sa.text("ANALYZE strangler.event_outbox_pending"))
-        relay = OutboxRelay(self.engine, bootstrap, batch_size=2000)
+        relay = OutboxRelay(self.engine, bootstrap)  # the shipped settings, as `strangler relay` runs
         stop = threading.Event()
         thread = threading.Thread(target=relay.run, args=(stop,))
         t0 = time.perf_counter()

@@ -21,7 +21,7 @@ from connectors.applier import ApplierConfigRefused, ApplierOptions, EventApplie
 from connectors.applier_dlq import ReplayRefused, plan_replay, replay
 from connectors.applier_store import PostgresApplierStore
 from connectors.event_retention import Retention
-from connectors.relay import OutboxRelay
+from connectors.relay import BATCH_SIZE, OutboxRelay
 from core.broker import topics_for
 from core.db import create_schema, make_engine
 from core.rules import RulesError, load_rules
@@ -77,7 +77,9 @@ def _pipeline_worker(role: str) -> tuple[Settings, str, Console, bool]:
 
 
 @click.command("relay")
-@click.option("--batch-size", default=500, show_default=True, type=click.IntRange(1, 100_000), help="rows per round")
+@click.option(
+    "--batch-size", default=BATCH_SIZE, show_default=True, type=click.IntRange(1, 100_000), help="rows per round"
+)
 @click.option("--metrics-port", type=int, default=None, help="serve Prometheus metrics on this port")
 @click.option("--metrics-addr", default="0.0.0.0", show_default=True, help="address for --metrics-port")
 def relay(batch_size: int, metrics_port: int | None, metrics_addr: str) -> None:
