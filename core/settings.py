@@ -44,6 +44,9 @@ class Settings:
     # Applied updates are kept this long (status API, relay's records), then pruned by the relay; 0 keeps them forever.
     # Longer than Kafka's default topic retention (7 days): an event still on a topic is still known.
     events_retention_s: float = 14 * 86400.0
+    # Parallel-run evidence (comparisons, their differences, skip counts) is kept this long; 0 keeps it forever.
+    # Keep it well beyond twice the longest observation window: the cutover gate judges max(2 x window, 24 h).
+    comparisons_retention_s: float = 30 * 86400.0
     shadow_workers: int = 4  # threads per facade worker that make shadow calls, off the caller's path
     shadow_queue: int = 1000  # shadow calls waiting for those threads; beyond it a comparison is skipped and counted
     guard_interval_s: float = 2.0  # how often each worker checks canary guards and refreshes match-rate gauges
@@ -73,6 +76,7 @@ class Settings:
             "STRANGLER_WATCHDOG_INTERVAL_S": ("watchdog_interval_s", float),
             "STRANGLER_REPUBLISH_AFTER_S": ("republish_after_s", float),
             "STRANGLER_EVENTS_RETENTION_S": ("events_retention_s", float),
+            "STRANGLER_COMPARISONS_RETENTION_S": ("comparisons_retention_s", float),
             "STRANGLER_SHADOW_WORKERS": ("shadow_workers", int),
             "STRANGLER_SHADOW_QUEUE": ("shadow_queue", int),
             "STRANGLER_GUARD_INTERVAL_S": ("guard_interval_s", float),
@@ -85,6 +89,10 @@ class Settings:
                     raise SettingsError(f"{var}={env[var]!r} is not a number") from None
         if values.get("events_retention_s", 0.0) < 0:
             raise SettingsError("STRANGLER_EVENTS_RETENTION_S is seconds to keep applied updates (0: forever)")
+        if values.get("comparisons_retention_s", 0.0) < 0:
+            raise SettingsError(
+                "STRANGLER_COMPARISONS_RETENTION_S is seconds to keep parallel-run evidence (0: forever)"
+            )
         if env.get("STRANGLER_KAFKA_BOOTSTRAP"):
             values["kafka_bootstrap"] = env["STRANGLER_KAFKA_BOOTSTRAP"]
         values["actor"] = env.get("STRANGLER_ACTOR") or env.get("SUDO_USER") or env.get("USER") or "unknown"

@@ -149,7 +149,8 @@ def create_app(settings: Settings, rules: RuleSet | None = None) -> Flask:
         )
         for name, spec in rules.upstreams.items()
     }  # fmt: skip
-    evidence = Evidence(ComparisonStore(engine))
+    comparisons = ComparisonStore(engine)
+    evidence = Evidence(comparisons)
     shadow_pool = ShadowPool(settings.shadow_workers, settings.shadow_queue)
     shadower = Shadower(Dispatcher(shadow_clients, adapters, metrics), shadow_pool, evidence, metrics)
     resolver = InDoubtResolver(
@@ -191,9 +192,12 @@ def create_app(settings: Settings, rules: RuleSet | None = None) -> Flask:
     background.every(settings.route_poll_s, "routes", live.refresh)
     background.every(settings.watchdog_interval_s, "in-doubt", resolver.sweep)
     background.every(KEY_PURGE_INTERVAL_S, "key-purge", idem.purge_expired)
+    if settings.comparisons_retention_s > 0:
+        keep_s = settings.comparisons_retention_s
+        background.every(KEY_PURGE_INTERVAL_S, "evidence-purge", lambda: comparisons.purge_older_than(keep_s))
     background.every(FRESHNESS_INTERVAL_S, "replica-lag", lambda: report_lag(freshness, metrics))
     background.every(EVIDENCE_FLUSH_S, "evidence", lambda: flush_evidence(evidence, shadow_pool, metrics))
-    guard = CanaryGuard(live, store, guard_figures(ComparisonStore(engine)), metrics)
+    guard = CanaryGuard(live, store, guard_figures(comparisons), metrics)
     background.every(settings.guard_interval_s, "guard", guard.check)
     return app
 

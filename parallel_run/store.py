@@ -57,6 +57,29 @@ class ComparisonStore:
             if diffs:
                 conn.execute(db.comparison_diffs.insert(), diffs)
 
+    def purge_older_than(self, keep_s: float, limit: int = 1000, batches: int = 10) -> int:
+        """Delete comparisons (with their differences) and skip counts older than `keep_s`; return comparisons gone.
+
+        Up to `batches` batches of the `limit` oldest comparisons by id: comparisons are written in time order (a
+        worker flushes every few seconds), so the first young one at the head ends the purge without a scan.
+        """
+        t = db.comparisons
+        cutoff = sa.func.now() - sa.func.make_interval(0, 0, 0, 0, 0, 0, sa.bindparam("keep_s", type_=sa.Float))
+        head = sa.select(t.c.id, t.c.at).order_by(t.c.id).limit(limit).cte("head")
+        old = sa.delete(t).where(t.c.id == head.c.id, head.c.at < cutoff)  # differences follow: ON DELETE CASCADE
+        skips = sa.delete(db.shadow_skips).where(db.shadow_skips.c.minute < cutoff)
+        gone = 0
+        with self._engine.connect() as conn:
+            for _ in range(batches):
+                with conn.begin():
+                    deleted = conn.execute(old, {"keep_s": keep_s}).rowcount
+                gone += deleted
+                if deleted < limit:
+                    break
+            with conn.begin():
+                conn.execute(skips, {"keep_s": keep_s})
+        return gone
+
     def add_noise(self, capability: str, paths: Iterable[str], at: datetime) -> None:
         """Count one more sighting of each noise path of a capability, keeping when it was first and last seen."""
         # Sorted and distinct: one statement may not touch a row twice, and one lock order avoids deadlocks.

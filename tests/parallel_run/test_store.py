@@ -219,3 +219,30 @@ def test_window_counts_what_the_guard_needs(store: ComparisonStore) -> None:
     )
     assert store.window(cap, T0 + timedelta(seconds=1)) == WindowStats()
     assert store.window(cap, T0 - timedelta(hours=1)).comparisons == 10
+
+
+def test_evidence_past_its_retention_goes_with_its_differences_and_the_rest_stays(
+    store: ComparisonStore, engine: sa.Engine
+) -> None:
+    now = datetime.now(UTC)
+    real = Difference("$.currency", "value", '"EUR"', '"GBP"')
+    old = [comparison(f"old-{i}", *([real] if i % 2 == 0 else []), at=now - timedelta(days=40 - i)) for i in range(5)]
+    young = [comparison(f"young-{i}", real, at=now - timedelta(days=29 - i)) for i in range(2)]
+    store.record(old)
+    store.record(young)
+    for at in (now - timedelta(days=31), now - timedelta(days=1)):
+        store.add_skips("accounts.balance", "queue_full", 3, at)
+    keep_s = 30 * 86400
+
+    # Two batches of two at most: four of the five old comparisons go, oldest first.
+    assert store.purge_older_than(keep_s, limit=2, batches=2) == 4
+    assert [r["request_id"] for r in rows(engine, db.comparisons, "id")] == ["old-4", "young-0", "young-1"]
+    # The next call finds one old comparison at the head and stops at the first young one.
+    assert store.purge_older_than(keep_s, limit=2, batches=2) == 1
+    assert store.purge_older_than(keep_s, limit=2, batches=2) == 0
+    kept = rows(engine, db.comparisons, "id")
+    assert [r["request_id"] for r in kept] == ["young-0", "young-1"]
+    assert sorted(r["comparison_id"] for r in rows(engine, db.comparison_diffs, "comparison_id")) == [
+        r["id"] for r in kept
+    ]  # every old comparison's differences went with it
+    assert [r["count"] for r in rows(engine, db.shadow_skips, "minute")] == [3]  # the day-old bucket
