@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import secrets
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import FrameType
+from typing import Any
 
 import requests
 import sqlalchemy as sa
@@ -56,6 +60,7 @@ class Stack:
     api_key: str = field(default_factory=lambda: "dev-" + secrets.token_hex(16))
     client_id: str = "portal"
     urls: dict[str, str] = field(default_factory=dict)
+    _sigterm: Any = field(default=None, init=False, repr=False)  # the SIGTERM handler replaced (None: none)
 
     @property
     def faults_file(self) -> Path:
@@ -86,6 +91,10 @@ class Stack:
 
     def start(self) -> Stack:
         """Start everything, in dependency order; on any failure stop what was started and re-raise."""
+        # Its processes run in their own sessions, so a terminated owner would leave them running: unless the program
+        # handles SIGTERM itself (`strangler up` does), SIGTERM interrupts it like Ctrl-C and the stack is stopped.
+        if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
+            self._sigterm = signal.signal(signal.SIGTERM, _interrupt)
         try:
             self._start()
         except BaseException:
@@ -217,12 +226,19 @@ class Stack:
             self.options.log(f"logs kept in {self.workdir / 'logs'}")
         else:
             shutil.rmtree(self.workdir, ignore_errors=True)
+        if self._sigterm is not None:
+            signal.signal(signal.SIGTERM, self._sigterm)
+            self._sigterm = None
 
     def __enter__(self) -> Stack:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
 
 
 def gauge(service_url: str, name: str) -> float | None:
