@@ -283,13 +283,13 @@ class EventsBench:
     def _meter(self) -> CpuMeter:
         """CPU time per part of the stack (the facade's, sandbox's and workers' process trees, broker, PostgreSQL)."""
         stack = self.stack
-        assert stack.cluster is not None
-        pg_pid_file = stack.cluster.data_dir / "postmaster.pid"
+        cluster = stack.cluster
+        assert cluster is not None
         roots: dict[str, Callable[[], int | None]] = {
             name: (lambda name=name: stack.services[name].proc.pid) for name in ("facade", "legacy", "relay", "applier")
         }
         roots["broker"] = lambda: stack.broker.pid if stack.broker else None
-        roots["postgres"] = lambda: int(pg_pid_file.read_text().split()[0])
+        roots["postgres"] = lambda: cluster.pid
         return CpuMeter(roots)
 
     def run(self) -> dict[str, Any]:

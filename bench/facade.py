@@ -98,13 +98,13 @@ class Bench:
             "floor": (floor.url + LEGACY_BALANCE, {}),
             "facade": (stack.urls["facade"] + FACADE_BALANCE, auth),
         }
-        assert stack.cluster is not None
-        pg_pid_file = stack.cluster.data_dir / "postmaster.pid"
+        cluster = stack.cluster
+        assert cluster is not None
         self.meter = CpuMeter(
             {
                 "facade": lambda: stack.services["facade"].proc.pid,
                 "legacy": lambda: stack.services["legacy"].proc.pid,
-                "postgres": lambda: int(pg_pid_file.read_text().split()[0]),
+                "postgres": lambda: cluster.pid,
                 "nginx": lambda: proxy.pid,
                 "floor": lambda: floor.proc.pid,
             }

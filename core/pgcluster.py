@@ -69,6 +69,11 @@ class PgCluster:
     def data_dir(self) -> Path:
         return self.root / "data"
 
+    @property
+    def pid(self) -> int:
+        """The postmaster's process id, from its pid file (benchmarks read its process tree's CPU time)."""
+        return int((self.data_dir / "postmaster.pid").read_text().split()[0])
+
     def url(self, dbname: str = "postgres", driver: str = "postgresql+psycopg") -> str:
         """Return the SQLAlchemy URL for one database of this cluster."""
         return f"{driver}://postgres@127.0.0.1:{self.port}/{dbname}"

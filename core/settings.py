@@ -87,12 +87,9 @@ class Settings:
                     values[name] = kind(env[var])
                 except ValueError:
                     raise SettingsError(f"{var}={env[var]!r} is not a number") from None
-        if values.get("events_retention_s", 0.0) < 0:
-            raise SettingsError("STRANGLER_EVENTS_RETENTION_S is seconds to keep applied updates (0: forever)")
-        if values.get("comparisons_retention_s", 0.0) < 0:
-            raise SettingsError(
-                "STRANGLER_COMPARISONS_RETENTION_S is seconds to keep parallel-run evidence (0: forever)"
-            )
+        for var in ("STRANGLER_EVENTS_RETENTION_S", "STRANGLER_COMPARISONS_RETENTION_S"):
+            if values.get(numeric[var][0], 0.0) < 0:
+                raise SettingsError(f"{var} is how many seconds to keep (0: forever), not {env[var]}")
         if env.get("STRANGLER_KAFKA_BOOTSTRAP"):
             values["kafka_bootstrap"] = env["STRANGLER_KAFKA_BOOTSTRAP"]
         values["actor"] = env.get("STRANGLER_ACTOR") or env.get("SUDO_USER") or env.get("USER") or "unknown"

@@ -20,8 +20,7 @@ OWNER = textwrap.dedent(
 
     options = StackOptions(customers=10, facade_workers=1, legacy_workers=1, events_pipeline=False, replication=False)
     with Stack(options) as stack:
-        postmaster = int((stack.cluster.data_dir / "postmaster.pid").read_text().split()[0])
-        pids = [service.proc.pid for service in stack.services.values()] + [postmaster]
+        pids = [service.proc.pid for service in stack.services.values()] + [stack.cluster.pid]
         print(json.dumps({"pids": pids, "dirs": [str(stack.workdir), str(stack.cluster.root)]}), flush=True)
         threading.Event().wait()
     """
