@@ -35,7 +35,7 @@ from bench.report import PATHS, Measured, Run, combine_runs, describe_machine  #
 from cli.stack import Stack, StackOptions  # noqa: E402
 from core.pgcluster import free_port  # noqa: E402
 from core.procs import Service, gunicorn_argv, start_service  # noqa: E402
-from facade.worker import WORKER_CLASS  # noqa: E402
+from core.worker import WORKER_CLASS  # noqa: E402
 
 LEGACY_BALANCE = "/CBS/ACCT/BAL?ACCTNO=0000000001"
 FACADE_BALANCE = "/v1/accounts/1/balance"

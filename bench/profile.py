@@ -24,8 +24,8 @@ CATEGORIES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("upstream client: urllib3, http.client, email headers", ("urllib3/", "http/client.py", "email/")),
     ("circuit breaker", ("connectors/breaker.py",)),
     (
-        "server: gunicorn (parse, poll, thread pool, facade/worker.py)",
-        ("gunicorn/", "facade/worker.py", "concurrent/futures/", "selectors.py"),
+        "server: gunicorn (parse, poll, thread pool, core/worker.py)",
+        ("gunicorn/", "core/worker.py", "concurrent/futures/", "selectors.py"),
     ),
     ("facade, connectors and core code", ("facade/", "connectors/", "core/")),
     ("web framework: Flask, Werkzeug", ("flask/", "werkzeug/")),

@@ -16,7 +16,7 @@ from cli.routes import routes
 from cli.up import demo, up
 from core.rules import RulesError, load_rules
 from core.settings import Settings, SettingsError
-from facade.worker import WORKER_CLASS
+from core.worker import WORKER_CLASS
 
 
 def settings_or_exit() -> Settings:

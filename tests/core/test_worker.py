@@ -1,8 +1,9 @@
-"""The facade's gunicorn worker under real gunicorn on loopback: keep-alive, pipelining, crowding, expiry and stop."""
+"""The services' gunicorn worker under real gunicorn on loopback: keep-alive, pipelining, crowding, expiry and stop."""
 
 from __future__ import annotations
 
 import http.client
+import select
 import signal
 import socket
 import sys
@@ -30,7 +31,7 @@ def serve(tmp_path: Path, threads: int, keepalive: int) -> Service:
     port = free_port()
     argv = [
         sys.executable, "-m", "gunicorn", "tinyapp:app", "--chdir", str(tmp_path),
-        "--bind", f"127.0.0.1:{port}", "--worker-class", "facade.worker.LingeringThreadWorker",
+        "--bind", f"127.0.0.1:{port}", "--worker-class", "core.worker.LingeringThreadWorker",
         "--workers", "1", "--threads", str(threads), "--keep-alive", str(keepalive),
         "--graceful-timeout", "30", "--no-control-socket",
     ]  # fmt: skip
@@ -110,6 +111,28 @@ def test_an_idle_connection_is_closed_after_the_keep_alive_timeout(tmp_path: Pat
                 received += chunk
         assert b"/once " in received
     finally:
+        service.stop(timeout=30)
+
+
+def test_idle_connections_expiring_together_do_not_stall_the_worker(tmp_path: Path) -> None:
+    """Idle pooled connections whose peers never close (a proxy's or an HTTP client's keep-alive pool) expire; a new
+    client is still answered at once. Closed gracefully on the main thread, each one held accepting for 2 s."""
+    service = serve(tmp_path, threads=8, keepalive=1)
+    pool = [connect(service) for _ in range(6)]
+    try:
+        for i, conn in enumerate(pool):
+            get(conn, f"/idle-{i}")  # the answer is read whole: the connection stays open and idle
+        idle = [conn.sock for conn in pool]
+        readable, _, _ = select.select(idle, [], [], 20)  # the first expiry: the server's FIN
+        assert readable and readable[0].recv(65536) == b""
+        host, port = service.url.removeprefix("http://").split(":")
+        fresh = http.client.HTTPConnection(host, int(port), timeout=4)  # the stall was 5 x 2 s
+        assert get(fresh, "/fresh")[0] == "/fresh"
+        for sock in idle:
+            assert sock.recv(65536) == b"", "every idle connection is closed by the server"
+    finally:
+        for conn in pool:
+            conn.close()
         service.stop(timeout=30)
 
 

@@ -1,14 +1,17 @@
-"""The facade's gunicorn worker: gthread, except that the thread which answered a keep-alive request waits on that
-connection for the next one while every connection of the worker can have a thread of its own.
+"""The gunicorn worker of every HTTP service here (facade, sandbox): gthread, except that the thread which answered a
+keep-alive request waits on that connection for the next one while every connection of the worker can have a thread
+of its own.
 
 gthread hands every request across three threads (the poller wakes, a pool thread serves, the poller re-registers
 the socket), which costs three wake-ups and about 0.3 ms of CPU per request on this kind of machine, and as much
 latency. A thread that stays on its connection needs one wake-up. It never holds a thread another connection
 needs: when the worker has more connections than threads, or is stopping, the main thread raises a flag (a pipe
 every waiting thread polls) and the waiting threads hand their connections back to the poller at once, which is
-plain gthread again. An idle connection is closed after the keep-alive timeout, as gthread does.
+plain gthread again. An idle connection is closed after the keep-alive timeout, as gthread does, and a connection
+that ends on a pool thread is closed by that thread: the main thread accepts and dispatches for the whole worker, so
+it must never wait on a peer.
 
-Use: `gunicorn --worker-class facade.worker.LingeringThreadWorker` (`strangler serve` does).
+Use: `gunicorn --worker-class core.worker.LingeringThreadWorker` (`strangler serve` and the sandbox services do).
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from typing import Any
 from gunicorn.workers.gthread import ThreadWorker
 
 _READY = select.POLLIN | select.POLLPRI | select.POLLERR | select.POLLHUP
-_SERVE, _HAND_BACK, _EXPIRE = object(), object(), object()
+_SERVE, _HAND_BACK, _EXPIRE, _CLOSED = object(), object(), object(), object()
 WORKER_CLASS = f"{__name__}.LingeringThreadWorker"  # what gunicorn's --worker-class takes
 
 
@@ -41,14 +44,31 @@ class LingeringThreadWorker(ThreadWorker):
         super().init_process()
 
     def handle(self, conn: Any) -> Any:
-        """Serve the connection's request, then its next ones as long as they come while this thread may wait."""
+        """Serve the connection's request, then its next ones as long as they come while this thread may wait; a
+        connection that ends here is closed here too."""
         result = super().handle(conn)
         while result is True and not conn.is_http2:
             after = self._wait_for_next_request(conn)
-            if after is not _SERVE:
-                return after is _HAND_BACK  # True: the poller keeps it; False: idle past keep-alive, closed
+            if after is _HAND_BACK:
+                return True  # the poller keeps it
+            if after is _EXPIRE:
+                conn.close()  # idle past keep-alive: a plain close, as gthread's poller expires its own
+                return _CLOSED
             result = super().handle(conn)
+        if result is False:
+            # gthread would close it gracefully on the main thread, which then waits up to 2 s for a peer that may
+            # never answer (an idle pooled connection): accepting and dispatching for the whole worker would stop.
+            with contextlib.suppress(OSError):  # already closed by gthread (a TLS EOF)
+                conn.close(graceful=True)
+            return _CLOSED
         return result
+
+    def finish_request(self, conn: Any, fs: Any) -> None:
+        """Account for a connection the serving thread closed itself; anything else is gthread's to finish."""
+        if not fs.cancelled() and fs.exception() is None and fs.result() is _CLOSED:
+            self.nr_conns -= 1
+            return
+        super().finish_request(conn, fs)
 
     def _wait_for_next_request(self, conn: Any) -> object:
         """Wait up to the keep-alive timeout for the connection's next request, unless the flag says hand it back."""
