@@ -280,9 +280,12 @@ def start_floor(stack: Stack, opts: dict[str, Any], worker_class: str) -> Servic
 @click.option("--profile-rate", default=100, show_default=True, help="py-spy samples per second per worker")
 @click.option("--parts/--no-parts", default=True, show_default=True, help="measure the app's parts in-process")
 @click.option("--legacy-workers", default=2, show_default=True)
-@click.option("--legacy-threads", default=128, show_default=True)
+# Every path shares one legacy: wrk's 100 connections, nginx's, the floor's and the facade's idle pools (64 per
+# worker) all hold a thread each in its lingering workers; fewer threads than connections means plain gthread.
+@click.option("--legacy-threads", default=256, show_default=True)
 @click.option("--facade-workers", default=2, show_default=True)
-@click.option("--facade-threads", default=64, show_default=True)
+# 100 slow-case connections split unevenly between the two workers: 128 each keeps every connection on a thread.
+@click.option("--facade-threads", default=128, show_default=True)
 @click.option("--nginx-workers", default="1", show_default=True, help="nginx worker_processes (a number or auto)")
 @click.option("--customers", default=1000, show_default=True, help="sandbox customers to seed")
 @click.option("--results-dir", default=str(ROOT / "bench" / "results"), show_default=True, type=click.Path())

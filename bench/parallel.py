@@ -82,7 +82,9 @@ def start_laboratory(stack: Stack, workers: int, threads: int) -> Service:
     """Serve bench.labapp under gunicorn gthread, pointed at the stack's legacy and cloud services."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    argv = gunicorn_argv("bench.labapp:create_app_from_env()", f"127.0.0.1:{port}", workers, threads)
+    argv = gunicorn_argv(
+        "bench.labapp:create_app_from_env()", f"127.0.0.1:{port}", workers, threads, worker_class="gthread"
+    )
     env = {"LAB_LEGACY_URL": stack.urls["legacy"], "LAB_CLOUD_URL": stack.urls["cloud"]}
     return start_service("laboratory", argv, url, stack.workdir / "logs", env=env)
 

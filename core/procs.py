@@ -13,6 +13,8 @@ from pathlib import Path
 
 import requests
 
+from core.worker import WORKER_CLASS
+
 
 class ServiceError(RuntimeError):
     """A child service did not become healthy, with the tail of its log."""
@@ -100,9 +102,10 @@ def gunicorn_argv(
     workers: int = 2,
     threads: int = 8,
     extra: Sequence[str] = (),
-    worker_class: str = "gthread",
+    worker_class: str = WORKER_CLASS,
 ) -> list[str]:
-    """Return the argv that serves a WSGI app spec under gunicorn with thread-based workers (`worker_class`)."""
+    """Return the argv that serves a WSGI app spec under gunicorn with thread-based workers (`worker_class`, by
+    default the lingering gthread worker of `core.worker`)."""
     return [
         sys.executable, "-m", "gunicorn", app_spec,
         "--bind", bind,

@@ -47,7 +47,7 @@ def _kind_group(kind: Kind) -> click.Group:
     def init_db(database_url: str, customers: int) -> None:
         _init_db(kind, database_url, customers)
 
-    @group.command("serve", help=f"Serve the {kind.name} API under gunicorn (gthread workers).")
+    @group.command("serve", help=f"Serve the {kind.name} API under gunicorn (thread-based workers).")
     @_database_url
     @click.option("--bind", default="127.0.0.1:8000", show_default=True, help="HOST:PORT to listen on.")
     @click.option("--workers", type=click.IntRange(min=1), default=2, show_default=True)

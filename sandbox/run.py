@@ -48,7 +48,7 @@ def service_env(database_url: str, faults_file: Path) -> dict[str, str]:
 
 
 def serve_argv(kind: Kind, bind: str, workers: int = 2, threads: int = 16) -> list[str]:
-    """Return the gunicorn argv (gthread workers) that serves `kind` on `bind`."""
+    """Return the gunicorn argv (lingering gthread workers, `core.worker`) that serves `kind` on `bind`."""
     return gunicorn_argv(kind.app_spec, bind, workers=workers, threads=threads, extra=("--chdir", str(PROJECT_ROOT)))
 
 
