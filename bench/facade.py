@@ -40,6 +40,7 @@ from core.worker import WORKER_CLASS  # noqa: E402
 LEGACY_BALANCE = "/CBS/ACCT/BAL?ACCTNO=0000000001"
 FACADE_BALANCE = "/v1/accounts/1/balance"
 SLOW_PATHS = ("direct", "floor", "facade")
+OFF_CORE_PATHS = ("stub", "facade_stub")  # the zero-CPU legacy stand-in, directly and through a facade in front of it
 console = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
 
 
@@ -132,9 +133,9 @@ class Bench:
         for path in paths:
             m = combine_runs(taken[path])
             self.record.runs.append(m)
+            facade_ms = m.cpu_ms_per_request("facade") + m.cpu_ms_per_request("facade_stub")  # either facade
             log(f"  {scenario:<11} {path:<7} {m.load.rps:8,.0f} req/s  p50 {m.load.p50_ms:7.2f} ms  "
-                f"p99 {m.load.p99_ms:7.2f} ms  errors {m.load.errors}  "
-                f"facade CPU {m.cpu_ms_per_request('facade'):.2f} ms/req")  # fmt: skip
+                f"p99 {m.load.p99_ms:7.2f} ms  errors {m.load.errors}  facade CPU {facade_ms:.2f} ms/req")  # fmt: skip
 
     def wait_quiet(self) -> None:
         """Wait (up to `quiet_wait_s`) while processes outside the run keep more than `quiet_cores` busy."""
@@ -204,6 +205,20 @@ class Bench:
         finally:
             set_legacy_latency(self.stack.urls["legacy"], 0)
 
+    def slow_off_core(self, stub: Service, facade: Service) -> None:
+        """The realistic case with the legacy's own cost off these cores: a stand-in answers `slow_ms` late for next
+        to no CPU (bench/stublegacy.py), called directly and through a second facade whose legacy upstream it is."""
+        o, rounds = self.opts, self.opts["rounds"]
+        seconds, conns = o["offcore_s"] / rounds, o["slow_connections"]
+        self.targets["stub"] = (stub.url + LEGACY_BALANCE, {})
+        self.targets["facade_stub"] = (facade.url + FACADE_BALANCE, self.targets["facade"][1])
+        roots = {"stub": lambda: stub.proc.pid, "facade_stub": lambda: facade.proc.pid}
+        self.meter = CpuMeter({**self.meter.roots, **roots})
+        log(f"legacy off these cores: stand-in {o['slow_ms']:g} ms late, wrk -t2 -c{conns}, {rounds} x {seconds:g} s")
+        for path in OFF_CORE_PATHS:
+            self.warm(path, o["warmup_s"], conns, 2)
+        self.interleaved("slow_off_core", OFF_CORE_PATHS, self.wrk(seconds, conns, 2), rounds)
+
     def parts(self) -> None:
         """Measure the CPU per call of the whole facade app and of its building blocks, in this process."""
         log("in-process CPU per call of the facade app and its parts (one thread, no gunicorn)")
@@ -259,6 +274,26 @@ def start_floor(stack: Stack, opts: dict[str, Any], worker_class: str) -> Servic
     return start_service("floor", argv, f"http://127.0.0.1:{port}", stack.workdir / "logs", env=env)
 
 
+def start_off_core(stack: Stack, opts: dict[str, Any]) -> tuple[Service, Service]:
+    """Start the legacy stand-in, answering with the sandbox legacy's real balance reply, and a second facade (same
+    workers and threads as the stack's) whose legacy upstream it is; return (stand-in, facade)."""
+    body = stack.workdir / "stub-balance.json"
+    body.write_bytes(requests.get(stack.urls["legacy"] + LEGACY_BALANCE, timeout=5).content)
+    logs, port = stack.workdir / "logs", free_port()
+    argv = [sys.executable, "-m", "bench.stublegacy", "--port", str(port), "--delay-ms", str(opts["slow_ms"]),
+            "--body-file", str(body)]  # fmt: skip
+    stub = start_service("stub-legacy", argv, f"http://127.0.0.1:{port}", logs)
+    try:
+        port = free_port()
+        argv = [sys.executable, "-m", "cli.main", "serve", "--bind", f"127.0.0.1:{port}",
+                "--workers", str(opts["facade_workers"]), "--threads", str(opts["facade_threads"])]  # fmt: skip
+        env = {**stack.facade_env, "STRANGLER_UPSTREAM_LEGACY_URL": stub.url}
+        return stub, start_service("facade-stub", argv, f"http://127.0.0.1:{port}", logs, env=env)
+    except BaseException:
+        stub.stop()
+        raise
+
+
 @click.command()
 @click.option("--saturation-s", default=10.0, show_default=True, help="seconds of each saturation run")
 @click.option("--fixed-s", default=10.0, show_default=True, help="seconds of each fixed-rate run")
@@ -276,6 +311,9 @@ def start_floor(stack: Stack, opts: dict[str, Any], worker_class: str) -> Servic
 @click.option("--slow-ms", default=100.0, show_default=True, help="legacy latency fault of the realistic case")
 @click.option("--slow-connections", default=100, show_default=True, help="wrk connections of the realistic case")
 @click.option("--slow-s", default=10.0, show_default=True, help="seconds of each realistic-case run")
+@click.option(
+    "--offcore-s", default=10.0, show_default=True, help="seconds of each run with the zero-CPU stand-in (0: skip)"
+)
 @click.option("--profile-s", default=6.0, show_default=True, help="seconds of py-spy sampling (0: no profile)")
 @click.option("--profile-rate", default=100, show_default=True, help="py-spy samples per second per worker")
 @click.option("--parts/--no-parts", default=True, show_default=True, help="measure the app's parts in-process")
@@ -326,6 +364,14 @@ def main(**opts: Any) -> None:
                     if opts["profile_s"]:
                         bench.profile("saturation", opts["connections"], opts["wrk_threads"])
                     bench.slow_legacy()
+                    if opts["offcore_s"]:
+                        stub, facade = start_off_core(stack, opts)
+                        leftovers.append(process_env(facade.proc.pid, "PROMETHEUS_MULTIPROC_DIR"))
+                        try:
+                            bench.slow_off_core(stub, facade)
+                        finally:
+                            facade.stop()
+                            stub.stop()
                     if opts["parts"]:
                         bench.parts()
                 finally:
