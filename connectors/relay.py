@@ -323,11 +323,17 @@ class OutboxRelay:
                 log.warning("cannot ensure topics: %s", exc)
                 self._failed(stop)
                 return
+        if self._producer is None:
+            # A new idempotent producer has its producer id only ~0.5 s after it starts (librdkafka retries the id
+            # request on a 500 ms timer once the bootstrap connection is dropped): start it while nothing waits.
+            self._new_producer()
         result = self.publish_pass(stop, max_seconds=self.watchdog_interval_s)
         if result.failed:
             self._failed(stop)
         elif result.read == 0:
             self._failures = 0
+            if self._producer is not None:
+                self._producer.poll(0)  # its logs, errors and statistics are served by polls, idle or not
             stop.wait(self.idle_wait_s)
         else:
             self._failures = 0

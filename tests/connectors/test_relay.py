@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import signal
 import subprocess
@@ -318,6 +319,30 @@ def test_the_active_relay_prunes_applied_events_past_their_retention_between_pas
     assert not loop.is_alive()
     assert set(states(control)) == {e.id for e in second}
     assert count(control, sa.true()) == 3
+
+
+def test_a_relay_that_becomes_active_with_nothing_to_send_gets_its_producer_id_at_once(
+    control: sa.Engine, kafka: EmbeddedBroker, relays: list[OutboxRelay]
+) -> None:
+    """A new idempotent producer gets its producer id ~0.5 s after it starts: an idle relay gets it before the first
+    update is accepted, not while that update waits (librdkafka's statistics tell the producer's id state)."""
+    states: list[str] = []
+
+    def stats(report: str) -> None:
+        states.append(json.loads(report).get("eos", {}).get("idemp_state", "-"))
+
+    config = {"bootstrap.servers": kafka.bootstrap, "statistics.interval.ms": 100, "stats_cb": stats}
+    relays.append(relay := OutboxRelay(control, config, idle_wait_s=0.02))
+    stop = threading.Event()
+    loop = threading.Thread(target=relay.run, args=(stop,))
+    loop.start()
+    try:
+        wait_until(lambda: "Assigned" in states, 10, what="the idle relay's producer to hold its producer id")
+        assert count(control, sa.true(), event_outbox_pending) == 0, "nothing was ever queued"
+    finally:
+        stop.set()
+        loop.join(10)
+    assert not loop.is_alive()
 
 
 def test_the_watchdog_requeues_unapplied_events_after_the_deadline_and_leaves_settled_ones(
