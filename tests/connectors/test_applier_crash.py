@@ -19,13 +19,7 @@ from cli.events import apply_events
 from core.db import event_requests
 from core.pgcluster import free_port
 from core.procs import wait_until
-from tests.connectors.test_applier import (  # noqa: F401 (fixtures)
-    World,
-    broker_fixture,
-    legacy_db_fixture,
-    legacy_fixture,
-    world_fixture,
-)
+from tests.connectors.applier_world import World
 
 REPO = Path(__file__).resolve().parents[2]
 KILLS = 3

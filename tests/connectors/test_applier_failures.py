@@ -11,16 +11,7 @@ from click.testing import CliRunner
 
 from cli.events import events
 from core.procs import wait_until
-from tests.connectors.test_applier import (  # noqa: F401 (fixtures)
-    CAPABILITY,
-    World,
-    broker_fixture,
-    legacy_db_fixture,
-    legacy_fixture,
-    metric,
-    running,
-    world_fixture,
-)
+from tests.connectors.applier_world import CAPABILITY, World, metric, running
 
 UNKNOWN_CUSTOMER = 4321  # the legacy is seeded with customers 1..100
 

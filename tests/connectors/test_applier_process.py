@@ -14,14 +14,7 @@ from connectors.applier_call import EventCaller, Result
 from connectors.applier_metrics import ApplierMetrics
 from connectors.applier_process import EventProcessor, Record, parse_record
 from core.events import Envelope
-from tests.connectors.test_applier import (  # noqa: F401 (fixtures)
-    CAPABILITY,
-    World,
-    broker_fixture,
-    legacy_db_fixture,
-    legacy_fixture,
-    world_fixture,
-)
+from tests.connectors.applier_world import CAPABILITY, World
 
 _offsets = itertools.count()
 

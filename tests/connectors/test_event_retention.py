@@ -11,14 +11,7 @@ from connectors.event_retention import Retention
 from core.db import event_key_sequences, event_outbox, event_outbox_pending, event_requests
 from core.events import Envelope
 from facade.events import request_status
-from tests.connectors.test_applier import (  # noqa: F401 (fixtures)
-    CAPABILITY,
-    World,
-    broker_fixture,
-    legacy_db_fixture,
-    legacy_fixture,
-    world_fixture,
-)
+from tests.connectors.applier_world import World
 from tests.connectors.test_applier_process import consumed, processor_for, settle_all
 
 DAY_S = 86400.0
