@@ -17,9 +17,9 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 
-from core.db import event_outbox, event_outbox_pending, event_requests
+from core.db import event_outbox, event_outbox_pending, event_requests, seconds_ago
 
-_cutoff = sa.func.now() - sa.func.make_interval(0, 0, 0, 0, 0, 0, sa.bindparam("keep_s", type_=sa.Float))
+_cutoff = seconds_ago(sa.bindparam("keep_s", type_=sa.Float))
 
 _window = (
     sa.select(event_outbox.c.id, event_outbox.c.event_id, (event_outbox.c.created_at < _cutoff).label("old"))

@@ -12,6 +12,7 @@ from sqlalchemy.dialects.postgresql import ARRAY, insert, psycopg
 from core.db import event_outbox as outbox
 from core.db import event_outbox_pending as pending
 from core.db import event_requests as requests
+from core.db import seconds_ago
 
 OPEN = ("accepted", "published")  # event states that still need the event on the topic ("published": older rows)
 
@@ -44,7 +45,7 @@ mark_published = (
 # An event is late once `after` has passed since its last publication, doubling with each publication up to 16x: a
 # broker that lost it gets it back soon, while an applier stuck on a key (legacy down) is not flooded with copies.
 _factor = sa.func.least(sa.func.power(2, outbox.c.publish_count - 1), 16)
-_late = sa.func.now() - sa.func.make_interval(0, 0, 0, 0, 0, 0, sa.bindparam("after_s", type_=sa.Float) * _factor)
+_late = seconds_ago(sa.bindparam("after_s", type_=sa.Float) * _factor)
 _open = requests.c.state.in_(OPEN)
 # A key's events are queued again from its oldest late one on, so they go out again in sequence order.
 _stale = (

@@ -240,6 +240,11 @@ PING_IDLE_S = 1.0  # a pooled connection idle longer than this is pinged before 
 CONNECT_TIMEOUT_S = 10  # a new connection to a host that does not answer fails after this (libpq: whole seconds)
 
 
+def seconds_ago(seconds: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
+    """Return the SQL for the database's now() minus `seconds` (an expression, such as a float bind parameter)."""
+    return sa.func.now() - sa.func.make_interval(0, 0, 0, 0, 0, 0, seconds)
+
+
 def make_engine(
     url: str, pool_size: int = 10, ping_idle_s: float = PING_IDLE_S, connect_timeout_s: int = CONNECT_TIMEOUT_S
 ) -> sa.Engine:

@@ -64,7 +64,7 @@ class ComparisonStore:
         worker flushes every few seconds), so the first young one at the head ends the purge without a scan.
         """
         t = db.comparisons
-        cutoff = sa.func.now() - sa.func.make_interval(0, 0, 0, 0, 0, 0, sa.bindparam("keep_s", type_=sa.Float))
+        cutoff = db.seconds_ago(sa.bindparam("keep_s", type_=sa.Float))
         head = sa.select(t.c.id, t.c.at).order_by(t.c.id).limit(limit).cte("head")
         old = sa.delete(t).where(t.c.id == head.c.id, head.c.at < cutoff)  # differences follow: ON DELETE CASCADE
         skips = sa.delete(db.shadow_skips).where(db.shadow_skips.c.minute < cutoff)
