@@ -1,12 +1,14 @@
 """Retention of settled events: an update applied longer ago than the retention leaves the outbox and the status table.
 
 Whatever their age, these stay: updates not applied yet; failed ones (operators replay them from the dead letters);
-applied ones that follow a failed one of the same key (a replay lists them before it overwrites their values); and any
-event still queued for the relay. The key's checkpoint (`event_key_sequences`) is never pruned, and the applier refuses
-an event id it does not know (dead letter), so a pruned event delivered again is never applied twice.
+and applied ones that follow a failed one of the same key (a replay lists them before it overwrites their values). An
+applied event's copy that still waits for the relay goes with it: nobody needs it any more. The key's checkpoint
+(`event_key_sequences`) is never pruned, and the applier refuses an event id it does not know (dead letter), so a
+pruned event delivered again is never applied twice.
 
 Rounds walk the outbox in id order (its primary key: no index of its own is needed), one batch per statement, so the
-relay can prune between its passes without holding up publication.
+relay can prune between its passes without holding up publication. At the end of a round the relay's publication log
+loses the entries below every remaining outbox row (the last one always stays: the relay resumes from it).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 
-from core.db import event_outbox, event_outbox_pending, event_requests, seconds_ago
+from core.db import event_outbox, event_publications, event_requests, seconds_ago
 
 _cutoff = seconds_ago(sa.bindparam("keep_s", type_=sa.Float))
 
@@ -29,7 +31,6 @@ _window = (
     .cte("window")
 )
 _failed_before = event_requests.alias("failed_before")
-_queued = event_outbox.alias("queued")
 _victims = (
     sa.select(event_requests.c.request_id, event_requests.c.event_id)
     .where(
@@ -42,7 +43,6 @@ _victims = (
             _failed_before.c.sequence < event_requests.c.sequence,
             _failed_before.c.state == "failed",
         ),
-        ~sa.exists().where(_queued.c.event_id == event_requests.c.event_id, event_outbox_pending.c.id == _queued.c.id),
     )
     .with_for_update(of=event_requests, skip_locked=True)  # a row another session is changing waits for a later round
     .cte("victims")
@@ -63,6 +63,23 @@ PRUNE_BATCH = sa.select(
     sa.select(sa.func.count()).select_from(_window).where(_window.c.old).scalar_subquery().label("old"),
     sa.select(sa.func.count()).select_from(_gone).scalar_subquery().label("pruned"),
 ).add_cte(_gone_envelopes)
+
+
+# A publication is read only as the first one at or past some outbox row's position, so those below the oldest
+# remaining row are of no use; the last one stays whatever its position, as the relay resumes from it.
+_log = event_publications
+_first = sa.select().order_by(event_outbox.c.txid, event_outbox.c.id).limit(1)
+PRUNE_PUBLICATIONS = sa.delete(_log).where(
+    _log.c.id < sa.select(sa.func.max(_log.c.id)).scalar_subquery(),
+    sa.or_(
+        ~sa.exists().select_from(event_outbox),
+        sa.tuple_(_log.c.upto_txid, _log.c.upto_id)
+        < sa.tuple_(
+            _first.add_columns(event_outbox.c.txid).scalar_subquery(),
+            _first.add_columns(event_outbox.c.id).scalar_subquery(),
+        ),
+    ),
+)
 
 
 @dataclass(frozen=True)
@@ -100,6 +117,7 @@ class Retention:
         batch = self.batch(conn)
         if batch.round_done:
             self._after, self._next_round = 0, self.clock() + self.interval_s
+            conn.execute(PRUNE_PUBLICATIONS)
         return batch.pruned
 
     def prune_all(self, conn: sa.Connection) -> int:
@@ -108,6 +126,7 @@ class Retention:
         while not (batch := self.batch(conn)).round_done:
             pruned += batch.pruned
         self._after = 0
+        conn.execute(PRUNE_PUBLICATIONS)
         return pruned + batch.pruned
 
     def batch(self, conn: sa.Connection) -> Batch:

@@ -1,13 +1,15 @@
 """The outbox relay: publishes accepted updates from the control-plane outbox to Kafka, marking only acknowledged rows.
 
 One relay is active at a time (a PostgreSQL session advisory lock held on the relay's own connection); others wait as
-standbys and take over when it dies. A pass reads the queued rows (`event_outbox_pending`) in id order and keeps a few
-batches in flight; a marker thread waits for each batch's delivery reports and marks the acknowledged rows (one
-statement: they leave the queue and their outbox rows note the publication) while the next batches are read and sent.
-A pass that finds less than a batch (a steady trickle) sends and marks it in line, on the lock's session.
-The requests themselves are not written: their status reads "published" from the outbox row. A watchdog queues again
-every accepted update that was published but not applied within `republish_after_s` (the embedded broker forgets
-everything on restart); the applier's dedup by event id and per-key sequence makes the duplicates harmless.
+standbys and take over when it dies. The outbox is read in (transaction id, id) order from the last recorded
+position on, never past a transaction still running (`connectors.relay_store`), so no row can commit behind it. A pass
+keeps a few batches in flight; a marker thread waits for each batch's delivery reports and records each acknowledged
+batch, in order, as one row of `event_publications` (its last position): nothing is written per row. A batch not
+acknowledged whole ends the pass's records, and the next pass sends everything after the last position again. A pass
+that finds less than a batch (a steady trickle) sends and records it in line, on the lock's session.
+The requests themselves are not written: their status reads "published" from the publication log. A watchdog copies
+again every accepted update that was published but not applied within `republish_after_s` (the embedded broker
+forgets everything on restart); the applier's dedup by event id and per-key sequence makes the duplicates harmless.
 The active relay also prunes applied events past their retention, a batch between passes (`connectors.event_retention`).
 """
 
@@ -125,8 +127,8 @@ class OutboxRelay:
         try:
             got = conn.execute(sa.select(sa.func.pg_try_advisory_lock(self.lock_key))).scalar_one()
             if got:
-                # A burst makes the queue large before statistics catch up; a bitmap scan plus sort would then read
-                # the whole backlog for every batch, where the ordered scan of the queue's key reads one batch.
+                # A burst makes the outbox large before statistics catch up; a bitmap scan plus sort would then read
+                # the whole backlog for every batch, where the ordered scan of the position's index reads one batch.
                 conn.exec_driver_sql("SET enable_bitmapscan = off")
         except BaseException:
             conn.invalidate()
@@ -163,13 +165,13 @@ class OutboxRelay:
     def publish_batch(self) -> int:
         """Publish one batch (rows in id order), wait for its delivery reports, mark the acknowledged; return count."""
         conn = self._work_conn()
-        rows = self._read(conn, 0)
+        rows = self._read(conn, self._resume_at(conn))
         return self._publish_in_line(conn, rows).marked if rows else 0
 
     def publish_pass(self, stop: threading.Event, max_seconds: float = 5.0) -> PassResult:
         """Publish unpublished rows with several batches in flight until none are left (or failure, stop, time up)."""
         conn = self._work_conn()
-        rows = self._read(conn, 0)
+        rows = self._read(conn, self._resume_at(conn))
         if not rows:
             return PassResult()  # idle: no marker thread, no second connection
         if len(rows) < self.batch_size:
@@ -185,8 +187,8 @@ class OutboxRelay:
         try:
             while rows:
                 result.read += len(rows)
-                # Rows in flight are still unpublished: read on past them.
-                ahead = reader.submit(self._read, conn, rows[-1][0])
+                # Rows in flight are not published yet: read on past them.
+                ahead = reader.submit(self._read, conn, (int(rows[-1][1]), int(rows[-1][0])))
                 batches.put(self._send(rows))
                 rows = ahead.result()
                 if stop.is_set() or marker.failed or marker.error or self.clock() > ends:
@@ -208,30 +210,37 @@ class OutboxRelay:
         producer = self._producer
         while producer is not None and not batch.complete and self.clock() < batch.deadline:
             producer.poll(0.05)
-        ids, failed = batch.acknowledged(set())
-        self._mark(conn, batch, ids)
-        if failed:
+        if not batch.acknowledged():
+            self._unacknowledged(batch)
             self._broker_lost()
-        return PassResult(read=len(rows), marked=len(ids), failed=failed)
+            return PassResult(read=len(rows), failed=True)
+        self._mark(conn, batch)
+        return PassResult(read=len(rows), marked=len(rows))
 
-    def _read(self, conn: sa.Connection, after: int) -> Sequence[tuple[int, str, str, bytes]]:
-        """Return the next queued rows after outbox id `after`: (id, topic, key, value) in id order."""
+    def _resume_at(self, conn: sa.Connection) -> tuple[int, int]:
+        """Return the position of the last publication: (0, 0) before the first."""
+        last = conn.execute(store.resume_at).first()
+        return (int(last.upto_txid), int(last.upto_id)) if last is not None else (0, 0)
+
+    def _read(self, conn: sa.Connection, after: tuple[int, int]) -> Sequence[tuple[int, int, str, str, bytes]]:
+        """Return the next rows past position `after` that no running transaction can precede: (id, txid, topic,
+        key, value) in position order."""
         # Plain tuples in binary format straight from the driver: result rows would cost more than the query.
         driver = conn.connection.driver_connection
         assert driver is not None
         with driver.cursor(binary=True) as cursor:
-            cursor.execute(store.SELECT_UNPUBLISHED_SQL, {"after": after, "limit": self.batch_size}, prepare=True)
+            params = {"txid": after[0], "id": after[1], "limit": self.batch_size}
+            cursor.execute(store.SELECT_AFTER_SQL, params, prepare=True)
             return cursor.fetchall()
 
     def _send(self, rows: Sequence[Any]) -> Batch:
         now = time.perf_counter()
         batch = Batch(rows, deadline=self.clock() + self.flush_timeout_s, started=now)
-        report, add_id = batch.report, batch.ids.append  # one callback for the batch: no closure per row
+        report = batch.report  # one callback for the batch: no closure per row
         try:
             producer = self._producer or self._new_producer()
             produce = producer.produce
-            for row_id, topic, key, value in rows:
-                add_id(row_id)
+            for _id, _txid, topic, key, value in rows:
                 try:
                     produce(topic, value, key, on_delivery=report)
                 except BufferError:
@@ -249,12 +258,14 @@ class OutboxRelay:
             batch.deadline = self.clock()
         return batch
 
-    def _mark(self, conn: sa.Connection, batch: Batch, ids: list[int]) -> None:
-        if ids:
-            conn.execute(store.mark_published, {"ids": "{" + ",".join(map(str, ids)) + "}"})
-        self.published.inc(len(ids))
-        self.unacknowledged.inc(len(batch.rows) - len(ids))
+    def _mark(self, conn: sa.Connection, batch: Batch) -> None:
+        txid, row_id = batch.position
+        conn.execute(store.record_publication, {"upto_txid": txid, "upto_id": row_id, "batch_rows": len(batch.rows)})
+        self.published.inc(len(batch.rows))
         self.batch_seconds.observe(time.perf_counter() - batch.started)
+
+    def _unacknowledged(self, batch: Batch) -> None:
+        self.unacknowledged.inc(len(batch.rows))
 
     def _new_producer(self) -> Producer:
         self._producer = Producer(self.producer_config)
@@ -275,7 +286,7 @@ class OutboxRelay:
     # --- the watchdog -----------------------------------------------------------------------------------------------
 
     def requeue_stale(self) -> int:
-        """Queue again every event published over `republish_after_s` ago and still not applied; return how many."""
+        """Copy again every event published over `republish_after_s` ago and still not applied; return how many."""
         event_ids = self._work_conn().execute(store.requeue, {"after_s": self.republish_after_s}).scalars().all()
         if event_ids:
             self.republished.inc(len(event_ids))

@@ -1,4 +1,4 @@
-"""The relay's SQL on the outbox and its queue (read pending, mark published, requeue stale) and its backlog gauges."""
+"""The relay's SQL on the outbox (read past a position, record a publication, copy late events again) and its gauges."""
 
 from __future__ import annotations
 
@@ -7,73 +7,89 @@ from collections.abc import Iterator
 import sqlalchemy as sa
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
-from sqlalchemy.dialects.postgresql import ARRAY, insert, psycopg
+from sqlalchemy.dialects.postgresql import psycopg
 
 from core.db import event_outbox as outbox
-from core.db import event_outbox_pending as pending
+from core.db import event_publications as publications
 from core.db import event_requests as requests
 from core.db import seconds_ago
+from core.outbox import last_publication, position, published_at, unpublished
 
 OPEN = ("accepted", "published")  # event states that still need the event on the topic ("published": older rows)
 
-select_unpublished = (
-    sa.select(outbox.c.id, outbox.c.topic, outbox.c.key, outbox.c.value)
-    .select_from(pending.join(outbox, outbox.c.id == pending.c.id))
-    # Both sides bounded: a merge join would otherwise scan the outbox from its first row for every batch.
-    .where(pending.c.id > sa.bindparam("after"), outbox.c.id > sa.bindparam("after"))
-    .order_by(pending.c.id)
+
+# Rows of transactions still running, or younger than one that is, are left for a later read: one of those could
+# commit a row behind a position already read. A long-running writer anywhere in the cluster holds the relay back
+# (the backlog's age shows it); a read-only transaction does not, having no transaction id.
+def _bigint(name: str) -> sa.Cast[int]:
+    return sa.cast(sa.bindparam(name), sa.BigInteger)
+
+
+_horizon: sa.ColumnElement[int] = sa.literal_column(
+    "(pg_snapshot_xmin(pg_current_snapshot())::text)::bigint", sa.BigInteger
+)
+select_after = (
+    sa.select(outbox.c.id, outbox.c.txid, outbox.c.topic, outbox.c.key, outbox.c.value)
+    .where(position(outbox) > sa.tuple_(_bigint("txid"), _bigint("id")), outbox.c.txid < _horizon)
+    .order_by(outbox.c.txid, outbox.c.id)
     .limit(sa.bindparam("limit"))
 )
 
-SELECT_UNPUBLISHED_SQL = str(select_unpublished.compile(dialect=psycopg.dialect()))  # for the driver's own cursor
+SELECT_AFTER_SQL = str(select_after.compile(dialect=psycopg.dialect()))  # for the driver's own cursor
 
-# One statement: the rows leave the queue (a delete, no index work) and their publication is noted on the outbox row
-# (columns no index covers: a heap-only update). The requests are not touched: their status reads the outbox row.
-# The ids travel as one array literal ("{1,2,3}"): psycopg's per-element array dumping costs more than the update.
-_ids = sa.cast(sa.bindparam("ids", type_=sa.Text), ARRAY(sa.BigInteger))
-mark_published = (
-    sa.update(outbox)
-    .where(outbox.c.id == sa.any_(_ids))
-    .values(
-        published_at=sa.func.coalesce(outbox.c.published_at, sa.func.now()),
-        last_published_at=sa.func.now(),
-        publish_count=outbox.c.publish_count + 1,
-    )
-    .add_cte(sa.delete(pending).where(pending.c.id == sa.any_(_ids)).cte("sent"))
+# The whole mark: one row, however large the batch (no outbox row is written on publication).
+record_publication = sa.insert(publications).values(
+    upto_txid=sa.bindparam("upto_txid"), upto_id=sa.bindparam("upto_id"), rows=sa.bindparam("batch_rows")
 )
+resume_at = last_publication
 
-# An event is late once `after` has passed since its last publication, doubling with each publication up to 16x: a
-# broker that lost it gets it back soon, while an applier stuck on a key (legacy down) is not flooded with copies.
-_factor = sa.func.least(sa.func.power(2, outbox.c.publish_count - 1), 16)
-_late = seconds_ago(sa.bindparam("after_s", type_=sa.Float) * _factor)
+# An event is late once `after` has passed since its last outbox row was published, doubling with each copy up to
+# 16x: a broker that lost it gets it back soon, while an applier stuck on a key (legacy down) is not flooded.
 _open = requests.c.state.in_(OPEN)
-# A key's events are queued again from its oldest late one on, so they go out again in sequence order.
+_latest = (
+    sa.select(outbox.c.event_id, sa.func.max(outbox.c.id).label("id"), sa.func.count().label("copies"))
+    .join(requests, requests.c.event_id == outbox.c.event_id)
+    .where(_open)
+    .group_by(outbox.c.event_id)
+    .cte("latest")
+)
+_last_row = outbox.alias("last_row")
+_factor = sa.func.least(sa.func.power(2, _latest.c.copies - 1), 16)
+_late = seconds_ago(sa.bindparam("after_s", type_=sa.Float) * _factor)
+_with_last_row = requests.join(_latest, _latest.c.event_id == requests.c.event_id).join(
+    _last_row, _last_row.c.id == _latest.c.id
+)
+# A key's events are sent again from its oldest late one on, so they go out again in sequence order.
 _stale = (
     sa.select(requests.c.capability, requests.c.key, sa.func.min(requests.c.sequence).label("from_seq"))
-    .join(outbox, outbox.c.event_id == requests.c.event_id)
-    .where(_open, outbox.c.last_published_at < _late)
+    .select_from(_with_last_row)
+    .where(_open, published_at(_last_row) < _late)
     .group_by(requests.c.capability, requests.c.key)
     .cte("stale")
 )
-_queued = (
-    insert(pending)
-    .from_select(
-        ["id"],
-        sa.select(outbox.c.id)
-        .join(requests, outbox.c.event_id == requests.c.event_id)
-        .join(_stale, sa.and_(requests.c.capability == _stale.c.capability, requests.c.key == _stale.c.key))
-        .where(_open, requests.c.sequence >= _stale.c.from_seq),
+_again = (
+    sa.select(_last_row.c.event_id, _last_row.c.topic, _last_row.c.key, _last_row.c.value)
+    .select_from(
+        _with_last_row.join(
+            _stale, sa.and_(requests.c.capability == _stale.c.capability, requests.c.key == _stale.c.key)
+        )
     )
-    .on_conflict_do_nothing()  # still queued (never sent, or requeued earlier): one row per outbox row
-    .returning(pending.c.id)
-    .cte("queued")
+    # An event whose last copy still waits for the relay is not copied twice.
+    .where(_open, requests.c.sequence >= _stale.c.from_seq, published_at(_last_row).is_not(None))
+    .order_by(requests.c.capability, requests.c.key, requests.c.sequence)
 )
-requeue = sa.select(outbox.c.event_id).join(_queued, _queued.c.id == outbox.c.id).order_by(outbox.c.id)
+# Copies, not a rewind: they join the outbox as new rows (one transaction, ids in sequence order) after everything.
+requeue = (
+    sa.insert(outbox)
+    .from_select(["event_id", "topic", "key", "value"], _again)
+    .returning(outbox.c.event_id)
+    .add_cte(_latest, _stale)
+)
 
 backlog = sa.select(
     sa.func.count(),
     sa.func.coalesce(sa.extract("epoch", sa.func.now() - sa.func.min(outbox.c.created_at)), 0.0),
-).select_from(pending.join(outbox, outbox.c.id == pending.c.id))
+).where(unpublished(outbox))
 
 
 class OutboxBacklogCollector(Collector):

@@ -123,30 +123,37 @@ event_requests = sa.Table(
     postgresql_with={"fillfactor": 60},
 )  # fmt: skip
 
-# The envelopes, written once by the facade. Publication only updates columns no index covers, so with room on the
-# page (fillfactor) the relay's mark is a heap-only update; what is still to be sent lives in event_outbox_pending.
+# The writing transaction's id as a bigint (xid8 fits): the relay reads rows in (txid, id) order, and only those of
+# transactions older than every running one, so no row can ever commit behind the position it has published up to.
+current_txid = sa.text("(pg_current_xact_id()::text)::bigint")
+
+# The envelopes, written once by the facade (and copied again by the relay's watchdog). Nothing is written to a row
+# on publication: the relay records how far it has published in event_publications.
 event_outbox = sa.Table(
     "event_outbox",
     metadata,
     sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
+    sa.Column("txid", sa.BigInteger, nullable=False, server_default=current_txid),
     sa.Column("event_id", sa.Text, nullable=False),
     sa.Column("topic", sa.Text, nullable=False),
     sa.Column("key", sa.Text, nullable=False),
     sa.Column("value", sa.LargeBinary, nullable=False),  # the envelope's JSON
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
-    sa.Column("published_at", sa.DateTime(timezone=True)),  # first acknowledged by Kafka (the status API's)
-    sa.Column("last_published_at", sa.DateTime(timezone=True)),  # last acknowledged (the watchdog's deadline)
-    sa.Column("publish_count", sa.Integer, nullable=False, server_default="0"),
     sa.Index("event_outbox_event_id", "event_id"),
-    postgresql_with={"fillfactor": 50},
+    sa.Index("event_outbox_position", "txid", "id"),  # the relay's reading order
 )
 
-# The relay's queue: one row per outbox row to send (again), in id order; deleted once Kafka acknowledged it. A
-# delete touches no index, where clearing a partial index's predicate on the wide outbox row rewrote its indexes.
-event_outbox_pending = sa.Table(
-    "event_outbox_pending",
+# The relay's log: one row per acknowledged batch, the outbox position it published up to (the last row is where the
+# relay resumes) and when. An outbox row was published at the first publication whose position is at or past its own.
+event_publications = sa.Table(
+    "event_publications",
     metadata,
-    sa.Column("id", sa.BigInteger, primary_key=True),  # event_outbox.id
+    sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
+    sa.Column("upto_txid", sa.BigInteger, nullable=False),
+    sa.Column("upto_id", sa.BigInteger, nullable=False),
+    sa.Column("rows", sa.Integer, nullable=False),
+    sa.Column("at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+    sa.Index("event_publications_upto", "upto_txid", "upto_id"),
 )
 
 event_key_sequences = sa.Table(

@@ -11,8 +11,9 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert
 
 from core.calls import Outcome
-from core.db import event_key_sequences, event_outbox, event_outbox_pending, event_requests
+from core.db import event_key_sequences, event_outbox, event_requests
 from core.events import Envelope
+from core.outbox import published_at as outbox_published_at
 from core.problems import problem
 from facade.dispatch import Dispatcher
 from facade.modes import Mode, Routed
@@ -31,10 +32,11 @@ _SEQUENCE_AT = b',"sequence":0,"type":'
 
 
 def _accept_statement() -> sa.Insert:
-    """One statement, hence one transaction and one round trip: next per-key sequence, request, outbox row, queue.
+    """One statement, hence one transaction and one round trip: next per-key sequence, request, outbox row.
 
-    The outbox row is built from the sequence upsert's result, so its id is drawn after the key's row lock is held:
-    ids follow each key's sequence order, which the relay's id-ordered reads rely on.
+    The key's row lock is the statement's first write, so a later update of the key waits for it with a later
+    transaction id: the relay's (transaction id, id) order follows each key's sequence (the applier restores the
+    order in the rare race where two first updates of a new key collide).
     """
     seq = (
         insert(event_key_sequences)
@@ -58,7 +60,7 @@ def _accept_statement() -> sa.Insert:
         .op("||", return_type=sa.LargeBinary)(sa.func.convert_to(sa.cast(seq.c.sequence, sa.Text), "UTF8"))
         .op("||", return_type=sa.LargeBinary)(sa.bindparam("tail", type_=sa.LargeBinary))
     )
-    row = (
+    return (
         event_outbox.insert()
         .from_select(
             ["event_id", "topic", "key", "value"],
@@ -69,10 +71,8 @@ def _accept_statement() -> sa.Insert:
                 value,
             ),
         )
-        .returning(event_outbox.c.id)
-        .cte("outbox_row")
+        .add_cte(seq, request)
     )
-    return event_outbox_pending.insert().from_select(["id"], sa.select(row.c.id)).add_cte(seq, request, row)
 
 
 ACCEPT = _accept_statement()
@@ -123,9 +123,10 @@ class EventsMode(Mode):
 
 def request_status(engine: sa.Engine, request_id: str, client_id: str) -> Outcome:
     """Return an accepted update's status for the client that made it; anyone else gets 404, as for an unknown id."""
-    # Published is read from the outbox: the relay marks only the outbox row, and never a request.
+    # Published is read from the relay's publication log (the first of the event's outbox rows to be published): the
+    # relay never writes a request or an outbox row.
     published_at = (
-        sa.select(sa.func.min(event_outbox.c.published_at))
+        sa.select(sa.func.min(outbox_published_at(event_outbox)))
         .where(event_outbox.c.event_id == event_requests.c.event_id)
         .scalar_subquery()
         .label("published_at")

@@ -8,7 +8,7 @@ from click.testing import CliRunner
 from cli.events import events
 from connectors.applier_store import DeadLetter, PostgresApplierStore
 from connectors.event_retention import Retention
-from core.db import event_key_sequences, event_outbox, event_outbox_pending, event_requests
+from core.db import event_key_sequences, event_outbox, event_publications, event_requests
 from core.events import Envelope
 from facade.events import request_status
 from tests.connectors.applier_world import World
@@ -59,7 +59,7 @@ def prune(world: World, retention: Retention, all_of_it: bool = True) -> int:
         return retention.prune_all(conn) if all_of_it else retention.step(conn)
 
 
-def test_applied_updates_past_the_retention_leave_and_what_operators_or_the_relay_still_need_stays(
+def test_applied_updates_past_the_retention_leave_with_their_copies_and_what_operators_need_stays(
     world: World,
 ) -> None:
     a, b, c, d, e, f = world.customers(6)
@@ -74,15 +74,16 @@ def test_applied_updates_past_the_retention_leave_and_what_operators_or_the_rela
     with processor_for(world) as (processor, caller, _):
         settle_all(processor, consumed(world, a1, a2, b2, c1, e1, f1))
         assert caller.calls == [a1.id, a2.id, b2.id, c1.id, e1.id, f1.id]
-    with world.engine.begin() as conn:  # e1 is queued again, as the watchdog does for a lost publication
-        outbox_id = conn.execute(sa.select(event_outbox.c.id).where(event_outbox.c.event_id == e1.id)).scalar_one()
-        conn.execute(event_outbox_pending.insert().values(id=outbox_id))
+    with world.engine.begin() as conn:  # e1 is copied again, as the watchdog does for a lost publication
+        columns = [event_outbox.c.event_id, event_outbox.c.topic, event_outbox.c.key, event_outbox.c.value]
+        copy = sa.select(*columns).where(event_outbox.c.event_id == e1.id)
+        conn.execute(event_outbox.insert().from_select([c.name for c in columns], copy))
     age(world, a1, a2, b1, b2, d1, e1)  # c1 was applied just now; d1 was accepted long ago and is not applied yet
 
-    assert prune(world, Retention(KEEP_S)) == 2
+    assert prune(world, Retention(KEEP_S)) == 3  # a1, a2 and e1 with both its rows
 
     # b2 stays because an earlier update of its key failed: a replay of b1 must still see that b2 came after it.
-    everything_else = {b1.id, b2.id, c1.id, d1.id, e1.id, f1.id}
+    everything_else = {b1.id, b2.id, c1.id, d1.id, f1.id}
     assert kept(world) == (everything_else, everything_else)
     assert applied_sequence(world, str(a)) == 2  # the key's checkpoint stays: a copy delivered again is not applied
     assert request_status(world.engine, a1.request_id, "portal").status == 404
@@ -149,3 +150,27 @@ def test_operators_prune_from_the_command_line_and_a_retention_of_zero_keeps_eve
     assert within.output == "removed 0 applied update(s) older than 14 days\n" and kept(world)[0] == {update.id}
     done = runner.invoke(events, ["prune", "--older-than-days", "7"], env=forever, catch_exceptions=False)
     assert done.output == "removed 1 applied update(s) older than 7 days\n" and kept(world) == (set(), set())
+
+
+def test_a_round_keeps_only_the_publications_that_still_cover_an_outbox_row_and_always_the_last(world: World) -> None:
+    customers = world.customers(3)
+    updates = [world.accept(customer, {"email": f"p{customer}@example.com"}) for customer in customers]
+    with world.engine.begin() as conn:  # one publication up to each row, as a relay publishing them one by one does
+        for txid, row_id in conn.execute(sa.select(event_outbox.c.txid, event_outbox.c.id).order_by("txid", "id")):
+            conn.execute(event_publications.insert().values(upto_txid=txid, upto_id=row_id, rows=1))
+    store = PostgresApplierStore(world.engine)
+    for update in updates:
+        assert store.record_applied(update) is not None
+
+    def publications() -> list[int]:
+        with world.engine.connect() as conn:
+            return list(conn.execute(sa.select(event_publications.c.upto_id).order_by("id")).scalars())
+
+    row_ids = publications()
+    age(world, *updates[:2])
+    assert prune(world, Retention(KEEP_S)) == 2
+    assert publications() == row_ids[2:]  # below the remaining row: gone; the one covering it stays
+    assert request_status(world.engine, updates[2].request_id, "portal").body["published_at"] is not None
+    age(world, updates[2])
+    assert prune(world, Retention(KEEP_S)) == 1
+    assert publications() == row_ids[2:]  # the outbox is empty, and the relay resumes from the last one

@@ -28,8 +28,9 @@ from connectors.applier_store import PostgresApplierStore
 from connectors.event_retention import Retention
 from connectors.relay import OutboxRelay
 from core.broker import EmbeddedBroker, ensure_topics
-from core.db import create_schema, event_outbox, event_outbox_pending, event_requests, make_engine
+from core.db import create_schema, event_outbox, event_publications, event_requests, make_engine
 from core.events import Envelope
+from core.outbox import unpublished
 from core.pgcluster import free_port
 from core.procs import wait_until
 from tests.builders import REPO, SHIPPED_RULES
@@ -61,12 +62,11 @@ def accept(engine: sa.Engine, topic: str, keys: int, per_key: int, first_sequenc
                 for e in envelopes
             ],
         )  # fmt: skip
-        # Ids follow the list, so each key's rows are in sequence order (the facade's per-key sequence lock ensures it).
-        ids = conn.execute(
+        # One transaction, ids in list order: each key's rows are in sequence order, as the facade's key lock ensures.
+        conn.execute(
             event_outbox.insert().returning(event_outbox.c.id, sort_by_parameter_order=True),
             [dict(event_id=e.id, topic=topic, key=e.key, value=e.to_json()) for e in envelopes],
-        ).scalars()
-        conn.execute(event_outbox_pending.insert(), [{"id": row_id} for row_id in ids])
+        )
     return envelopes
 
 
@@ -76,16 +76,20 @@ def count(engine: sa.Engine, where: Any, table: sa.Table = event_outbox) -> int:
 
 
 def published(engine: sa.Engine) -> int:
-    return count(engine, event_outbox.c.published_at.is_not(None))
+    """Return how many outbox rows the relay's last publication covers."""
+    return count(engine, ~unpublished())
 
 
 def queued(engine: sa.Engine) -> set[str]:
-    """Return the event ids whose outbox rows wait in the relay's queue."""
+    """Return the event ids whose outbox rows lie past the relay's last publication."""
     with engine.connect() as conn:
-        query = sa.select(event_outbox.c.event_id).join(
-            event_outbox_pending, event_outbox_pending.c.id == event_outbox.c.id
-        )
-        return set(conn.execute(query).scalars())
+        return set(conn.execute(sa.select(event_outbox.c.event_id).where(unpublished())).scalars())
+
+
+def publications(engine: sa.Engine) -> list[int]:
+    """Return the row counts of the relay's publications, in order."""
+    with engine.connect() as conn:
+        return list(conn.execute(sa.select(event_publications.c.rows).order_by(event_publications.c.id)).scalars())
 
 
 def states(engine: sa.Engine) -> dict[str, str]:
@@ -210,12 +214,12 @@ def test_publishes_every_row_keyed_in_sequence_order_and_marks_only_those(
     for key, seen in by_key.items():
         assert len({r.partition for r in seen}) == 1, key
         assert [r.envelope.sequence for r in seen] == list(range(1, 21)), key
-    assert count(control, event_outbox.c.publish_count == 1) == 1000 == published(control)
+    assert count(control, sa.true()) == 1000 == published(control)  # no copies: each row published once
     assert queued(control) == set()
+    assert publications(control) == [300, 300, 300, 100]  # one record per batch, not one write per row
     got = states(control)  # the relay never writes a request: "published" is read from the outbox row
     assert got.pop(envelopes[0].id) == "applied" and got.pop(envelopes[1].id) == "failed"
     assert set(got.values()) == {"accepted"}
-    assert count(control, event_outbox.c.published_at <= event_outbox.c.last_published_at) == 1000
     assert sample(relay, "strangler_relay_published_total") == 1000
     assert sample(relay, "strangler_outbox_backlog") == 0
 
@@ -237,6 +241,41 @@ def test_a_pass_over_less_than_a_batch_publishes_and_marks_it_in_line_and_in_ord
     for record in sorted(records, key=lambda r: (r.partition, r.offset)):
         by_key.setdefault(record.key, []).append(record.envelope.sequence)
     assert by_key == {e.key: [1, 2, 3, 4] for e in envelopes}
+
+
+def test_a_row_of_a_transaction_still_running_holds_back_later_rows_and_is_never_skipped(
+    control: sa.Engine, kafka: EmbeddedBroker, relays: list[OutboxRelay]
+) -> None:
+    """A transaction that began writing first may commit last: its row sits behind rows already visible."""
+    topic = new_topic(kafka.bootstrap)
+    relays.append(relay := OutboxRelay(control, kafka.bootstrap))
+    slow = control.connect()
+    slow_tx = slow.begin()
+    [early] = accept_on(slow, topic, "slow-key")  # written (transaction id taken), not committed yet
+    with control.begin() as conn:
+        [late] = accept_on(conn, topic, "quick-key")  # a younger transaction, committed at once
+
+    assert relay.publish_batch() == 0  # the later row waits: publishing it would move the position past `early`
+
+    slow_tx.commit()
+    slow.close()
+    assert relay.publish_batch() == 2
+    assert queued(control) == set() and publications(control) == [2]
+    records = consume(kafka.bootstrap, topic, covers({early.id, late.id}))
+    assert {r.event_id for r in records} == {early.id, late.id}
+
+
+def accept_on(conn: sa.Connection, topic: str, key: str) -> list[Envelope]:
+    """Write one accepted update's request and outbox row on `conn`, inside whatever transaction it has."""
+    envelope = Envelope(id=f"evt_{uuid.uuid4().hex}", type=CAPABILITY, capability=CAPABILITY, key=key,
+                        occurred_at="2026-01-01T00:00:00Z", request_id=f"req_{uuid.uuid4().hex}", sequence=1,
+                        payload={"path_params": {"customer_id": key}, "body": {"email": "x@x.test"}})  # fmt: skip
+    conn.execute(event_requests.insert().values(
+        request_id=envelope.request_id, event_id=envelope.id, client_id="portal", capability=CAPABILITY, key=key,
+        sequence=1, state="accepted",
+    ))  # fmt: skip
+    conn.execute(event_outbox.insert().values(event_id=envelope.id, topic=topic, key=key, value=envelope.to_json()))
+    return [envelope]
 
 
 def test_nothing_is_marked_published_while_the_broker_is_down(
@@ -338,7 +377,7 @@ def test_a_relay_that_becomes_active_with_nothing_to_send_gets_its_producer_id_a
     loop.start()
     try:
         wait_until(lambda: "Assigned" in states, 10, what="the idle relay's producer to hold its producer id")
-        assert count(control, sa.true(), event_outbox_pending) == 0, "nothing was ever queued"
+        assert publications(control) == [], "nothing was ever published"
     finally:
         stop.set()
         loop.join(10)
@@ -361,28 +400,24 @@ def test_the_watchdog_requeues_unapplied_events_after_the_deadline_and_leaves_se
 
     wait_until(lambda: relay.requeue_stale() > 0, 10, what="the watchdog to find late events")
 
-    assert queued(control) == {a2.id, a3.id}
+    assert queued(control) == {a2.id, a3.id}  # copies, after everything else
     assert sample(relay, "strangler_relay_republished_total") == 2
-    assert relay.requeue_stale() == 0  # already queued: not twice
+    assert relay.requeue_stale() == 0  # their copies wait for the relay: not copied twice
     assert relay.publish_batch() == 2
-    assert count(control, event_outbox.c.publish_count == 2) == 2
+    assert count(control, event_outbox.c.event_id.in_([a2.id, a3.id])) == 4
     assert queued(control) == set()
     assert states(control)[a2.id] == "accepted" and states(control)[b3.id] == "failed"
     # Published twice, an event is late only after twice the deadline: a stuck key is not flooded with copies.
-    age(control, {a2.id, a3.id}, seconds=150)
+    age_publications(control, seconds=150)
     assert patient.requeue_stale() == 0
-    age(control, {a2.id, a3.id}, seconds=250)
+    age_publications(control, seconds=250)
     assert patient.requeue_stale() == 2
 
 
-def age(engine: sa.Engine, event_ids: set[str], seconds: float) -> None:
-    """Pretend these events' outbox rows were last published `seconds` ago."""
+def age_publications(engine: sa.Engine, seconds: float) -> None:
+    """Pretend every publication so far (the latest: the copies') happened `seconds` ago."""
     with engine.begin() as conn:
-        conn.execute(
-            event_outbox.update()
-            .where(event_outbox.c.event_id.in_(event_ids))
-            .values(last_published_at=sa.func.now() - sa.text(f"interval '{seconds} seconds'"))
-        )
+        conn.execute(event_publications.update().values(at=sa.func.now() - sa.text(f"interval '{seconds} seconds'")))
 
 
 # --- relay processes ------------------------------------------------------------------------------------------------
