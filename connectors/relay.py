@@ -205,11 +205,9 @@ class OutboxRelay:
         return result
 
     def _publish_in_line(self, conn: sa.Connection, rows: Sequence[Any]) -> PassResult:
-        """Send one batch, wait for its delivery reports (or its deadline) and mark its acknowledged rows."""
+        """Send one batch, wait for its delivery reports and record it if Kafka acknowledged all of it."""
         batch = self._send(rows)
-        producer = self._producer
-        while producer is not None and not batch.complete and self.clock() < batch.deadline:
-            producer.poll(0.05)
+        batch.wait(self._producer, self.clock, self.flush_timeout_s)
         if not batch.acknowledged():
             self._unacknowledged(batch)
             self._broker_lost()
@@ -235,7 +233,7 @@ class OutboxRelay:
 
     def _send(self, rows: Sequence[Any]) -> Batch:
         now = time.perf_counter()
-        batch = Batch(rows, deadline=self.clock() + self.flush_timeout_s, started=now)
+        batch = Batch(rows, started=now)
         report = batch.report  # one callback for the batch: no closure per row
         try:
             producer = self._producer or self._new_producer()
@@ -253,9 +251,9 @@ class OutboxRelay:
                             continue
         except KafkaException as exc:
             # The rest of the batch was never produced, so it cannot complete: nothing of it is marked, and the
-            # marker need not wait for its deadline before the relay recreates topics and tries again.
+            # marker need not wait for its reports before the relay recreates topics and tries again.
             log.warning("producer failed: %s", exc)
-            batch.deadline = self.clock()
+            batch.abandoned = True
         return batch
 
     def _mark(self, conn: sa.Connection, batch: Batch) -> None:

@@ -5,12 +5,12 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
-from confluent_kafka import KafkaError, Message
+from confluent_kafka import KafkaError, Message, Producer
 
 if TYPE_CHECKING:
     from connectors.relay import OutboxRelay
@@ -23,16 +23,32 @@ class Batch:
     """Rows (id, txid, topic, key, value) sent together, in position order; delivery reports fill `reports`."""
 
     rows: Sequence[Any]
-    deadline: float
     started: float
     reports: list[KafkaError | None] = field(default_factory=list)
     error: KafkaError | None = None  # the first failed delivery report
+    abandoned: bool = False  # not all of it could be produced: no point waiting for its reports
 
     def report(self, err: KafkaError | None, msg: Message) -> None:
         """Note one delivery report (the producer's on_delivery): an append, and the error kept on failure."""
         if err is not None and self.error is None:
             self.error = err
         self.reports.append(err)  # list.append is atomic: reports may be served by the sender's or the marker's poll
+
+    def wait(self, producer: Producer | None, clock: Callable[[], float], quiet_s: float) -> None:
+        """Serve delivery reports until the batch has all of its own, or none came for `quiet_s` seconds.
+
+        The wait ends when the broker stops answering, not when it is slow: a new producer's first reports come only
+        after its producer id and the topic's metadata, and a loaded broker may take long over a large batch.
+        """
+        quiet_until = clock() + quiet_s
+        while producer is not None and not self.complete and not self.abandoned:
+            seen = len(self.reports)
+            producer.poll(0.05)
+            now = clock()
+            if len(self.reports) > seen:
+                quiet_until = now + quiet_s
+            elif now >= quiet_until:
+                return
 
     @property
     def complete(self) -> bool:
@@ -82,9 +98,7 @@ class Marker(threading.Thread):
         try:
             conn = relay._connect()
             while (batch := self.batches.get()) is not None:
-                producer = relay._producer
-                while producer is not None and not batch.complete and relay.clock() < batch.deadline:
-                    producer.poll(0.05)
+                batch.wait(relay._producer, relay.clock, relay.flush_timeout_s)
                 if self.failed or not batch.acknowledged():
                     self.failed = True
                     relay._unacknowledged(batch)

@@ -303,7 +303,7 @@ def test_the_loop_waits_out_a_broker_restart_and_recreates_its_topics(
 ) -> None:
     topic = f"relay-restart-{uuid.uuid4().hex[:6]}"
     relay = OutboxRelay(
-        control, own_kafka.bootstrap, batch_size=50, flush_timeout_s=1.0, topics={topic: PARTITIONS},
+        control, own_kafka.bootstrap, batch_size=50, flush_timeout_s=3.0, topics={topic: PARTITIONS},
         idle_wait_s=0.02, backoff=lambda failures: 0.1,
     )  # fmt: skip
     relays.append(relay)
