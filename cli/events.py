@@ -47,12 +47,13 @@ def _show_progress(relay: OutboxRelay, stop: threading.Event, console: Console) 
     """Keep a one-line status (active or standby, published, backlog) on the terminal until `stop` is set."""
     with console.status("relay starting") as status:
         while not stop.wait(0.5):
-            sample = relay.registry.get_sample_value
-            role = "active" if sample("strangler_relay_active") else "standby"
+            # One collection per refresh: each runs the backlog gauge's count in the database.
+            sample = {s.name: s.value for family in relay.registry.collect() for s in family.samples}
+            role = "active" if sample.get("strangler_relay_active") else "standby"
             status.update(
-                f"relay {role}: published {sample('strangler_relay_published_total'):.0f}, "
-                f"republished {sample('strangler_relay_republished_total'):.0f}, "
-                f"backlog {sample('strangler_outbox_backlog'):.0f}"
+                f"relay {role}: published {sample.get('strangler_relay_published_total', 0):.0f}, "
+                f"republished {sample.get('strangler_relay_republished_total', 0):.0f}, "
+                f"backlog {sample.get('strangler_outbox_backlog', float('nan')):.0f}"
             )
 
 
