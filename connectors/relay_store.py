@@ -43,18 +43,18 @@ record_publication = sa.insert(publications).values(
 )
 resume_at = last_publication
 
-# An event is late once `after` has passed since its last outbox row was published, doubling with each copy up to
+# An event is late once `after` has passed since its latest outbox row was published, doubling with each copy up to
 # 16x: a broker that lost it gets it back soon, while an applier stuck on a key (legacy down) is not flooded.
 _open = requests.c.state.in_(OPEN)
 _latest = (
-    sa.select(outbox.c.event_id, sa.func.max(outbox.c.id).label("id"), sa.func.count().label("copies"))
+    sa.select(outbox.c.event_id, sa.func.max(outbox.c.id).label("id"))
     .join(requests, requests.c.event_id == outbox.c.event_id)
     .where(_open)
     .group_by(outbox.c.event_id)
     .cte("latest")
 )
 _last_row = outbox.alias("last_row")
-_factor = sa.func.least(sa.func.power(2, _latest.c.copies - 1), 16)
+_factor = sa.func.least(sa.func.power(2, _last_row.c.generation), 16)
 _late = seconds_ago(sa.bindparam("after_s", type_=sa.Float) * _factor)
 _with_last_row = requests.join(_latest, _latest.c.event_id == requests.c.event_id).join(
     _last_row, _last_row.c.id == _latest.c.id
@@ -68,22 +68,33 @@ _stale = (
     .cte("stale")
 )
 _again = (
-    sa.select(_last_row.c.event_id, _last_row.c.topic, _last_row.c.key, _last_row.c.value)
+    sa.select(
+        _last_row.c.id.label("last_id"), _last_row.c.generation, _last_row.c.event_id, _last_row.c.topic,
+        _last_row.c.key, _last_row.c.value, requests.c.capability, requests.c.key.label("request_key"),
+        requests.c.sequence,
+    )
     .select_from(
         _with_last_row.join(
             _stale, sa.and_(requests.c.capability == _stale.c.capability, requests.c.key == _stale.c.key)
         )
     )
-    # An event whose last copy still waits for the relay is not copied twice.
+    # An event whose latest row still waits for the relay is not copied twice.
     .where(_open, requests.c.sequence >= _stale.c.from_seq, published_at(_last_row).is_not(None))
-    .order_by(requests.c.capability, requests.c.key, requests.c.sequence)
-)
+    .cte("again")
+)  # fmt: skip
+# A copy replaces the previous copy (published, hence no longer read by the relay); the facade's row stays.
+_replaced = sa.delete(outbox).where(outbox.c.id == _again.c.last_id, _again.c.generation > 0).cte("replaced")
 # Copies, not a rewind: they join the outbox as new rows (one transaction, ids in sequence order) after everything.
 requeue = (
     sa.insert(outbox)
-    .from_select(["event_id", "topic", "key", "value"], _again)
+    .from_select(
+        ["event_id", "topic", "key", "value", "generation"],
+        sa.select(_again.c.event_id, _again.c.topic, _again.c.key, _again.c.value, _again.c.generation + 1).order_by(
+            _again.c.capability, _again.c.request_key, _again.c.sequence
+        ),
+    )
     .returning(outbox.c.event_id)
-    .add_cte(_latest, _stale)
+    .add_cte(_latest, _stale, _again, _replaced)
 )
 
 backlog = sa.select(

@@ -128,7 +128,8 @@ event_requests = sa.Table(
 current_txid = sa.text("(pg_current_xact_id()::text)::bigint")
 
 # The envelopes, written once by the facade (and copied again by the relay's watchdog). Nothing is written to a row
-# on publication: the relay records how far it has published in event_publications.
+# on publication: the relay records how far it has published in event_publications. An event has at most two rows:
+# the facade's (its first publication is the status API's) and the watchdog's latest copy.
 event_outbox = sa.Table(
     "event_outbox",
     metadata,
@@ -139,6 +140,8 @@ event_outbox = sa.Table(
     sa.Column("key", sa.Text, nullable=False),
     sa.Column("value", sa.LargeBinary, nullable=False),  # the envelope's JSON
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+    # 0 for the facade's row, n for the watchdog's n-th copy (which replaces the copy before it)
+    sa.Column("generation", sa.Integer, nullable=False, server_default="0"),
     sa.Index("event_outbox_event_id", "event_id"),
     sa.Index("event_outbox_position", "txid", "id"),  # the relay's reading order
 )

@@ -412,6 +412,14 @@ def test_the_watchdog_requeues_unapplied_events_after_the_deadline_and_leaves_se
     assert patient.requeue_stale() == 0
     age_publications(control, seconds=250)
     assert patient.requeue_stale() == 2
+    # The second copy replaced the first: each event keeps the facade's row and its latest copy, not one per round.
+    with control.connect() as conn:
+        rows = conn.execute(
+            sa.select(event_outbox.c.event_id, event_outbox.c.generation)
+            .where(event_outbox.c.event_id.in_([a2.id, a3.id]))
+            .order_by(event_outbox.c.id)
+        ).all()
+    assert sorted(rows) == sorted([(a2.id, 0), (a3.id, 0), (a2.id, 2), (a3.id, 2)])
 
 
 def age_publications(engine: sa.Engine, seconds: float) -> None:
