@@ -163,7 +163,8 @@ class OutboxRelay:
     # --- publishing -------------------------------------------------------------------------------------------------
 
     def publish_batch(self) -> int:
-        """Publish one batch (rows in id order), wait for its delivery reports, mark the acknowledged; return count."""
+        """Publish one batch in position order, wait for its delivery reports, record it if all were acknowledged;
+        return how many rows were recorded published."""
         conn = self._work_conn()
         rows = self._read(conn, self._resume_at(conn))
         return self._publish_in_line(conn, rows).marked if rows else 0
