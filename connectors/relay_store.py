@@ -18,13 +18,13 @@ from core.outbox import last_publication, position, published_at, unpublished
 OPEN = ("accepted", "published")  # event states that still need the event on the topic ("published": older rows)
 
 
-# Rows of transactions still running, or younger than one that is, are left for a later read: one of those could
-# commit a row behind a position already read. A long-running writer anywhere in the cluster holds the relay back
-# (the backlog's age shows it); a read-only transaction does not, having no transaction id.
 def _bigint(name: str) -> sa.Cast[int]:
     return sa.cast(sa.bindparam(name), sa.BigInteger)
 
 
+# Rows of transactions still running, or younger than one that is, are left for a later read: one of those could
+# commit a row behind a position already read. A long-running writer anywhere in the cluster holds the relay back
+# (the backlog's age shows it); a read-only transaction does not, having no transaction id.
 _horizon: sa.ColumnElement[int] = sa.literal_column(
     "(pg_snapshot_xmin(pg_current_snapshot())::text)::bigint", sa.BigInteger
 )
