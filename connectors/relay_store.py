@@ -15,8 +15,6 @@ from core.db import event_requests as requests
 from core.db import seconds_ago
 from core.outbox import last_publication, position, published_at, unpublished
 
-OPEN = ("accepted", "published")  # event states that still need the event on the topic ("published": older rows)
-
 
 def _bigint(name: str) -> sa.Cast[int]:
     return sa.cast(sa.bindparam(name), sa.BigInteger)
@@ -45,7 +43,7 @@ resume_at = last_publication
 
 # An event is late once `after` has passed since its latest outbox row was published, doubling with each copy up to
 # 16x: a broker that lost it gets it back soon, while an applier stuck on a key (legacy down) is not flooded.
-_open = requests.c.state.in_(OPEN)
+_open = requests.c.state == "accepted"  # not applied or failed yet: still needs the event on the topic
 _latest = (
     sa.select(outbox.c.event_id, sa.func.max(outbox.c.id).label("id"))
     .join(requests, requests.c.event_id == outbox.c.event_id)

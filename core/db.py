@@ -107,18 +107,15 @@ event_requests = sa.Table(
     sa.Column("capability", sa.Text, nullable=False),
     sa.Column("key", sa.Text, nullable=False),
     sa.Column("sequence", sa.BigInteger, nullable=False),
-    # accepted | applied | failed; "published" is read from the event's outbox row (the relay never writes here)
+    # accepted | applied | failed; "published" is read from the relay's publication log (the relay never writes here)
     sa.Column("state", sa.Text, nullable=False),
     sa.Column("error", JSONB),
     sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
     sa.Column("accepted_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
     sa.Column("applied_at", sa.DateTime(timezone=True)),
     sa.UniqueConstraint("capability", "key", "sequence", name="event_requests_key_sequence"),
-    # The watchdog's way to the unsettled events ('published' is matched for rows written by older relays).
-    sa.Index(
-        "event_requests_open", "capability", "key", "sequence",
-        postgresql_where=sa.text("state IN ('accepted', 'published')"),
-    ),
+    # The watchdog's way to the unsettled events.
+    sa.Index("event_requests_open", "capability", "key", "sequence", postgresql_where=sa.text("state = 'accepted'")),
     # Attempt counts touch no indexed column: with room on the page they stay heap-only (no index maintenance).
     postgresql_with={"fillfactor": 60},
 )  # fmt: skip

@@ -39,8 +39,7 @@ last_publication = (
 
 
 def _last(column: sa.Column[int]) -> sa.ColumnElement[int]:
-    newest = sa.select(column).order_by(_log.c.upto_txid.desc(), _log.c.upto_id.desc()).limit(1).scalar_subquery()
-    return sa.func.coalesce(newest, 0)
+    return sa.func.coalesce(last_publication.with_only_columns(column).scalar_subquery(), 0)
 
 
 def unpublished(row: sa.FromClause = event_outbox) -> sa.ColumnElement[bool]:
