@@ -3,10 +3,10 @@
 One relay is active at a time (a PostgreSQL session advisory lock held on the relay's own connection); others wait as
 standbys and take over when it dies. The outbox is read in (transaction id, id) order from the last recorded
 position on, never past a transaction still running (`connectors.relay_store`), so no row can commit behind it. A pass
-keeps a few batches in flight; a marker thread waits for each batch's delivery reports and records each acknowledged
-batch, in order, as one row of `event_publications` (its last position): nothing is written per row. A batch not
-acknowledged whole ends the pass's records, and the next pass sends everything after the last position again. A pass
-that finds less than a batch (a steady trickle) sends and records it in line, on the lock's session.
+sends one batch at a time and records it once Kafka acknowledged all of it, as one row of `event_publications` (its
+last position): nothing is written per row. The producer reports failures only, so a batch is acknowledged when the
+producer's queue drains with no failure (`connectors.relay_batch`), and the next batch is read while one is in
+flight. A batch not acknowledged whole ends the pass, and the next pass sends everything after the last position again.
 The requests themselves are not written: their status reads "published" from the publication log. A watchdog copies
 again every accepted update that was published but not applied within `republish_after_s` (the embedded broker
 forgets everything on restart); the applier's dedup by event id and per-key sequence makes the duplicates harmless.
@@ -16,11 +16,9 @@ The active relay also prunes applied events past their retention, a batch betwee
 from __future__ import annotations
 
 import logging
-import queue
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import sqlalchemy as sa
@@ -29,7 +27,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from connectors import relay_store as store
 from connectors.event_retention import Retention
-from connectors.relay_marker import Batch, Marker, PassResult
+from connectors.relay_batch import Batch, PassResult
 from core.broker import BrokerError, ensure_topics
 from core.db import AdvisoryLocks
 
@@ -47,6 +45,9 @@ PRODUCER_DEFAULTS: dict[str, Any] = {
     "linger.ms": 5,
     "batch.size": 1_000_000,
     "queue.buffering.max.messages": 500_000,
+    # A batch is acknowledged when the producer's queue drains with no failure reported: a report per row would cost
+    # a Python callback and a message object each, more than the rest of the relay's work on the row.
+    "delivery.report.only.error": True,
 }
 
 
@@ -67,7 +68,6 @@ class OutboxRelay:
         producer_config: Mapping[str, Any] | str,
         *,
         batch_size: int = BATCH_SIZE,
-        pipeline_depth: int = 4,
         flush_timeout_s: float = 10.0,
         topics: Mapping[str, int] | None = None,
         republish_after_s: float = 30.0,
@@ -84,7 +84,6 @@ class OutboxRelay:
         self.producer_config = {**PRODUCER_DEFAULTS, "logger": log, **config}
         self.engine = engine
         self.batch_size = batch_size
-        self.pipeline_depth = pipeline_depth
         self.flush_timeout_s = flush_timeout_s
         self.topics = dict(topics or {})
         self.republish_after_s = republish_after_s
@@ -163,58 +162,37 @@ class OutboxRelay:
     # --- publishing -------------------------------------------------------------------------------------------------
 
     def publish_batch(self) -> int:
-        """Publish one batch in position order, wait for its delivery reports, record it if all were acknowledged;
+        """Publish one batch in position order, wait until Kafka acknowledged it, record it if all of it was;
         return how many rows were recorded published."""
         conn = self._work_conn()
         rows = self._read(conn, self._resume_at(conn))
-        return self._publish_in_line(conn, rows).marked if rows else 0
+        return self._publish(conn, rows, threading.Event(), 0.0).marked if rows else 0
 
     def publish_pass(self, stop: threading.Event, max_seconds: float = 5.0) -> PassResult:
-        """Publish unpublished rows with several batches in flight until none are left (or failure, stop, time up)."""
+        """Publish unpublished rows a batch at a time until none are left (or a failure, `stop`, or time up)."""
         conn = self._work_conn()
         rows = self._read(conn, self._resume_at(conn))
-        if not rows:
-            return PassResult()  # idle: no marker thread, no second connection
-        if len(rows) < self.batch_size:
-            # The whole backlog is in hand (a steady trickle): one batch sent and marked on this session, without a
-            # marker thread, its pool or its sessions, which at 200 updates/s cost more than the rows themselves.
-            return self._publish_in_line(conn, rows)
-        batches: queue.Queue[Batch | None] = queue.Queue(maxsize=self.pipeline_depth)
-        marker = Marker(self, batches)
-        marker.start()
-        result, ends = PassResult(), self.clock() + max_seconds
-        # The next batch is read while this one is produced: the database works while Python sends.
-        reader = ThreadPoolExecutor(1, thread_name_prefix="relay-reader")
-        try:
-            while rows:
-                result.read += len(rows)
-                # Rows in flight are not published yet: read on past them.
-                ahead = reader.submit(self._read, conn, (int(rows[-1][1]), int(rows[-1][0])))
-                batches.put(self._send(rows))
-                rows = ahead.result()
-                if stop.is_set() or marker.failed or marker.error or self.clock() > ends:
-                    break
-        finally:
-            reader.shutdown(wait=True)  # the lock's session is used by one thread at a time
-            batches.put(None)
-            marker.join()
-        if marker.error is not None:
-            raise marker.error
-        result.marked, result.failed = marker.marked, marker.failed
-        if marker.failed:
-            self._broker_lost()
-        return result
+        return self._publish(conn, rows, stop, max_seconds) if rows else PassResult()
 
-    def _publish_in_line(self, conn: sa.Connection, rows: Sequence[Any]) -> PassResult:
-        """Send one batch, wait for its delivery reports and record it if Kafka acknowledged all of it."""
-        batch = self._send(rows)
-        batch.wait(self._producer, self.clock, self.flush_timeout_s)
-        if not batch.acknowledged():
-            self._unacknowledged(batch)
-            self._broker_lost()
-            return PassResult(read=len(rows), failed=True)
-        self._mark(conn, batch)
-        return PassResult(read=len(rows), marked=len(rows))
+    def _publish(self, conn: sa.Connection, rows: Sequence[Any], stop: threading.Event, seconds: float) -> PassResult:
+        """Send `rows` and the batches after them, each recorded once acknowledged whole, while time is left."""
+        result, ends = PassResult(), self.clock() + seconds
+        while rows:
+            result.read += len(rows)
+            batch = self._send(rows)
+            # The next batch is read while the broker takes this one (rows in flight are not published yet: read on
+            # past them). Reading first and serving the acknowledgements after keeps the two off the GIL together.
+            more = len(rows) == self.batch_size and not stop.is_set() and self.clock() <= ends
+            rows = self._read(conn, (int(rows[-1][1]), int(rows[-1][0]))) if more else []
+            batch.wait(self._producer, self.clock, self.flush_timeout_s)
+            if not batch.acknowledged():
+                self._unacknowledged(batch)
+                self._broker_lost()
+                result.failed = True
+                break
+            self._mark(conn, batch)
+            result.marked += len(batch.rows)
+        return result
 
     def _resume_at(self, conn: sa.Connection) -> tuple[int, int]:
         """Return the position of the last publication: (0, 0) before the first."""
@@ -235,24 +213,24 @@ class OutboxRelay:
     def _send(self, rows: Sequence[Any]) -> Batch:
         now = time.perf_counter()
         batch = Batch(rows, started=now)
-        report = batch.report  # one callback for the batch: no closure per row
+        report = batch.report  # called for failed rows only
         try:
             producer = self._producer or self._new_producer()
             produce = producer.produce
             for _id, _txid, topic, key, value in rows:
                 try:
-                    produce(topic, value, key, on_delivery=report)
+                    produce(topic, value, key, -1, report)  # positional: cheaper to parse than keywords
                 except BufferError:
-                    while True:  # the local queue is full: serve delivery reports until there is room
+                    while True:  # the local queue is full: serve the broker's answers until there is room
                         producer.poll(0.05)
                         try:
-                            produce(topic, value, key, on_delivery=report)
+                            produce(topic, value, key, -1, report)
                             break
                         except BufferError:
                             continue
         except KafkaException as exc:
-            # The rest of the batch was never produced, so it cannot complete: nothing of it is marked, and the
-            # marker need not wait for its reports before the relay recreates topics and tries again.
+            # The rest of the batch was never produced, so it cannot complete: nothing of it is marked, and there is
+            # no point waiting for the rest before the relay recreates topics and tries again.
             log.warning("producer failed: %s", exc)
             batch.abandoned = True
         return batch

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -296,6 +297,28 @@ def test_nothing_is_marked_published_while_the_broker_is_down(
     wait_until(lambda: relay.publish_batch() >= 0 and published(control) == 100, 30, what="all rows published")
     assert len(queued(control)) == 0
     consume(own_kafka.bootstrap, topic, covers({e.id for e in envelopes}))
+
+
+def test_rows_that_time_out_empty_the_producer_yet_are_never_marked_published(
+    control: sa.Engine, own_kafka: EmbeddedBroker, relays: list[OutboxRelay], caplog: pytest.LogCaptureFixture
+) -> None:
+    # The producer reports failures only: a timed-out row leaves its queue like an acknowledged one, and only its
+    # failure report tells them apart. The flush timeout is longer than the message timeout, so the queue drains.
+    topic = new_topic(own_kafka.bootstrap)
+    accept(control, topic, keys=5, per_key=4)
+    config = {"bootstrap.servers": own_kafka.bootstrap, "message.timeout.ms": 1000}
+    relays.append(relay := OutboxRelay(control, config, flush_timeout_s=5.0))
+    relay.publish_batch()  # a producer with its id, and a first publication to stay behind
+    assert published(control) == 20
+    own_kafka.kill()
+    accept(control, topic, keys=5, per_key=4, first_sequence=5)
+
+    with caplog.at_level(logging.WARNING, logger="strangler.relay"):
+        assert relay.publish_batch() == 0
+
+    assert published(control) == 20 and len(queued(control)) == 20
+    assert sample(relay, "strangler_relay_unacknowledged_total") == 20
+    assert "20 rows not acknowledged (Local: Message timed out)" in caplog.text  # reported, not merely silent
 
 
 def test_the_loop_waits_out_a_broker_restart_and_recreates_its_topics(
