@@ -47,6 +47,10 @@ async def serve(port: int, delay_s: float, answer: bytes) -> None:
                 writer.write(answer)
         except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError):
             pass  # the client went away, or sent something this stand-in does not read: drop the connection
+        except asyncio.CancelledError:
+            # Shutting down with connections open: end quietly. Python 3.11's stream callback would otherwise print
+            # a CancelledError traceback for every connection still open.
+            return
         finally:
             writer.close()
 
