@@ -23,7 +23,8 @@ from connectors.applier_store import PostgresApplierStore
 from connectors.event_retention import Retention
 from connectors.relay import BATCH_SIZE, OutboxRelay
 from core.broker import topics_for
-from core.db import create_schema, make_engine
+from core.db import make_engine
+from core.migrate import create_schema
 from core.rules import RulesError, load_rules
 from core.settings import Settings, SettingsError
 from facade.logs import configure_logging
@@ -90,7 +91,7 @@ def relay(batch_size: int, metrics_port: int | None, metrics_addr: str) -> None:
         rules = load_rules(settings.rules_path)
     except RulesError as exc:
         raise click.ClickException(str(exc)) from None
-    engine = make_engine(settings.database_url, pool_size=4)  # the lock's session, two marking sessions, metric scrapes
+    engine = make_engine(settings.database_url, pool_size=2)  # the lock's session, and metric scrapes
     create_schema(engine)
     worker = OutboxRelay(
         engine,

@@ -1,4 +1,4 @@
-"""The `strangler` console script: serve, up, demo and the route switchboard."""
+"""The `strangler` console script: serve, up, demo, the route switchboard and the schema's upgrades."""
 
 from __future__ import annotations
 
@@ -8,12 +8,14 @@ import tempfile
 
 import click
 
+from cli.db import db
 from cli.events import apply_events, events, relay
 from cli.reconcile import reconcile
 from cli.replicate import replicate
 from cli.report import report
 from cli.routes import routes
 from cli.up import demo, up
+from core.migrate import SchemaMismatch
 from core.rules import RulesError, load_rules
 from core.settings import Settings, SettingsError
 from core.worker import WORKER_CLASS
@@ -27,7 +29,17 @@ def settings_or_exit() -> Settings:
         raise click.ClickException(str(exc)) from None
 
 
-@click.group()
+class _Main(click.Group):
+    """The command group; a control-plane database this code cannot use is reported as a one-line error."""
+
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except SchemaMismatch as exc:
+            raise click.ClickException(str(exc)) from None
+
+
+@click.group(cls=_Main)
 def main() -> None:
     """strangler: one facade in front of a legacy core, moved to the cloud one capability at a time."""
 
@@ -73,6 +85,7 @@ main.add_command(events)
 main.add_command(replicate)
 main.add_command(reconcile)
 main.add_command(report)
+main.add_command(db)
 
 if __name__ == "__main__":
     main()

@@ -16,7 +16,8 @@ from pathlib import Path
 import click
 import sqlalchemy as sa
 
-from core.db import create_schema, make_engine
+from core.db import make_engine
+from core.migrate import create_schema
 from core.rules import RulesError, RuleSet, load_rules
 from core.settings import Settings, SettingsError
 from parallel_run.report.query import Window, build_reports

@@ -9,7 +9,8 @@ from rich.console import Console
 from rich.table import Table
 
 from cli.gate import gated_reason
-from core.db import create_schema, make_engine
+from core.db import make_engine
+from core.migrate import create_schema
 from core.routestore import PostgresRouteStore, RouteChangeError, RouteState, check_change
 from core.rules import RulesError, RuleSet, load_rules
 from core.settings import Settings, SettingsError

@@ -34,8 +34,8 @@ from connectors.applier_store import PostgresApplierStore
 from connectors.upstream import UpstreamClient
 from connectors.wiring import upstream_config
 from core.broker import BrokerError, ensure_topics
-from core.db import create_schema
 from core.events import Envelope
+from core.migrate import create_schema
 from core.rules import CapabilitySpec, load_rules
 from core.settings import Settings, SettingsError
 

@@ -9,7 +9,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB
 
-metadata = sa.MetaData(schema="strangler")
+SCHEMA = "strangler"  # every control-plane table, sequence and the migrations' version table
+metadata = sa.MetaData(schema=SCHEMA)
 
 
 class AdvisoryLocks:
@@ -287,37 +288,3 @@ def _ping_if_idle(engine: sa.Engine, dbapi_connection: Any, record: Any, idle_s:
         raise sa.exc.DisconnectionError(f"idle connection failed its ping: {exc}") from exc
     if not alive:
         raise sa.exc.DisconnectionError("idle connection failed its ping")
-
-
-class SchemaMismatch(RuntimeError):
-    """The control-plane database holds tables of an older layout than this code's (columns missing)."""
-
-
-_columns_in_database = sa.text(
-    "SELECT table_name, column_name FROM information_schema.columns WHERE table_schema = 'strangler'"
-)
-
-
-def create_schema(engine: sa.Engine) -> None:
-    """Create the control-plane schema and tables if missing (safe to run concurrently from many processes).
-
-    Raise SchemaMismatch, naming what is missing, when an existing table lacks columns this code reads: a process
-    must refuse to start on such a database, not fail on every statement that touches them.
-    """
-    with engine.begin() as conn:
-        # Several workers start at once; serialise schema creation on an advisory lock.
-        conn.execute(sa.select(sa.func.pg_advisory_xact_lock(AdvisoryLocks.CONTROL_SCHEMA)))
-        conn.execute(sa.text("CREATE SCHEMA IF NOT EXISTS strangler"))
-        metadata.create_all(conn, checkfirst=True)
-        present = {(table, column) for table, column in conn.execute(_columns_in_database)}
-    missing = [
-        f"{table.name}.{column.name}"
-        for table in metadata.sorted_tables
-        for column in table.columns
-        if (table.name, column.name) not in present
-    ]
-    if missing:
-        raise SchemaMismatch(
-            f"the control-plane database at {engine.url.render_as_string(hide_password=True)} has tables of an "
-            f"older layout (missing {', '.join(missing)}); there are no migrations yet: use a new database"
-        )

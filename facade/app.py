@@ -16,7 +16,8 @@ from werkzeug.exceptions import HTTPException
 from connectors.adapters import adapter_registry
 from connectors.upstream import UpstreamClient
 from connectors.wiring import upstream_config
-from core.db import create_schema, make_engine
+from core.db import make_engine
+from core.migrate import create_schema
 from core.problems import problem
 from core.routestore import PostgresRouteStore
 from core.rules import RulesError, RuleSet, load_rules

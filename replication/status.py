@@ -11,7 +11,8 @@ import psycopg
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert
 
-from core.db import create_schema, make_engine, replication_status
+from core.db import make_engine, replication_status
+from core.migrate import create_schema
 from replication.pg_applier import read_checkpoint
 from replication.pgoutput import lsn_to_str
 from replication.sinks import Sink, Stats

@@ -13,7 +13,8 @@ import pytest
 from click.testing import CliRunner
 
 from cli.main import main
-from core.db import create_schema, make_engine
+from core.db import make_engine
+from core.migrate import create_schema
 from tests.builders import shipped_rules_text
 from tests.parallel_run import report_world as w
 

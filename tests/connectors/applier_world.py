@@ -19,8 +19,9 @@ from confluent_kafka import Consumer, Producer
 
 from connectors.applier import AppliedWorld, ApplierOptions, build
 from core.broker import EmbeddedBroker, ensure_topics
-from core.db import create_schema, dead_letters, event_key_sequences, event_outbox, event_requests, make_engine
+from core.db import dead_letters, event_key_sequences, event_outbox, event_requests, make_engine
 from core.events import Envelope
+from core.migrate import create_schema
 from core.procs import Service, wait_until
 from core.settings import Settings
 from tests.builders import shipped_rules_text

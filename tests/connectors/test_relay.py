@@ -29,8 +29,9 @@ from connectors.applier_store import PostgresApplierStore
 from connectors.event_retention import Retention
 from connectors.relay import OutboxRelay
 from core.broker import EmbeddedBroker, ensure_topics
-from core.db import create_schema, event_outbox, event_publications, event_requests, make_engine
+from core.db import event_outbox, event_publications, event_requests, make_engine
 from core.events import Envelope
+from core.migrate import create_schema
 from core.outbox import unpublished
 from core.pgcluster import free_port
 from core.procs import wait_until

@@ -6,7 +6,8 @@ from collections.abc import Callable
 
 import pytest
 
-from core.db import create_schema, make_engine
+from core.db import make_engine
+from core.migrate import create_schema
 from core.routestore import PostgresRouteStore, RouteChangeError
 from core.rules import parse_rules
 from tests.builders import shipped_rules, shipped_rules_text

@@ -9,7 +9,8 @@ import pytest
 import sqlalchemy as sa
 
 from core.calls import Call, Outcome
-from core.db import create_schema, idempotency_keys, make_engine
+from core.db import idempotency_keys, make_engine
+from core.migrate import create_schema
 from facade.idempotency import PostgresIdempotencyStore
 from tests.builders import call
 

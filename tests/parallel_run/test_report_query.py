@@ -8,7 +8,8 @@ from datetime import timedelta
 import pytest
 import sqlalchemy as sa
 
-from core.db import create_schema, make_engine
+from core.db import make_engine
+from core.migrate import create_schema
 from parallel_run.report.model import CapabilityReport, PathExample
 from parallel_run.report.query import build_reports
 from tests.parallel_run import report_world as w

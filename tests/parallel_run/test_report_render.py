@@ -11,7 +11,8 @@ from html.parser import HTMLParser
 
 import pytest
 
-from core.db import create_schema, make_engine
+from core.db import make_engine
+from core.migrate import create_schema
 from core.pgcluster import PgCluster
 from core.rules import ReadinessSpec
 from parallel_run.report.model import CapabilityReport, PathExample, PathMismatch

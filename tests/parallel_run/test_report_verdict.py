@@ -9,7 +9,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import sqlalchemy as sa
 
-from core.db import create_schema, make_engine
+from core.db import make_engine
+from core.migrate import create_schema
 from core.rules import CapabilitySpec, ReadinessSpec
 from parallel_run.report import fmt
 from parallel_run.report.model import CapabilityReport, PathMismatch

@@ -11,6 +11,7 @@ import pytest
 import sqlalchemy as sa
 
 from core import db
+from core.migrate import create_schema
 from parallel_run.model import Comparison, Difference, WindowStats
 from parallel_run.store import ComparisonStore
 
@@ -20,7 +21,7 @@ T0 = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
 @pytest.fixture
 def engine(new_database: Callable[[str], str]) -> Iterator[sa.Engine]:
     engine = db.make_engine(new_database("cmpstore"), pool_size=8)
-    db.create_schema(engine)
+    create_schema(engine)
     yield engine
     engine.dispose()
 

@@ -1,0 +1,1 @@
+"""Alembic revisions of the control-plane schema (`strangler db upgrade`); `core.migrate` runs them."""

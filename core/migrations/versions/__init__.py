@@ -1,0 +1,1 @@
+"""One module per revision of the control-plane schema, oldest first by `down_revision`."""
