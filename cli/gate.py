@@ -1,54 +1,16 @@
-"""The cutover gate: a route change that gives the cloud side more of a capability's callers needs a READY verdict."""
+"""The cutover gate as the CLI reports it: a NOT READY refusal with its failing criteria and the way past it."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import click
-import sqlalchemy as sa
 
-from core.rules import CapabilitySpec
-from parallel_run.report.verdict import Verdict, verdict_for
-
-# (engine, capability) -> its readiness verdict; tests may pass their own.
-Judge = Callable[[sa.Engine, CapabilitySpec], Verdict]
+from parallel_run.gate import NotReady
 
 
-def cloud_share(cap: CapabilitySpec, mode: str | None, percent: float | None) -> float:
-    """Return the share (0-100) of a capability's callers that the secondary (cloud) side answers in this route."""
-    if mode == "cloud":
-        return 100.0
-    if mode == "canary":
-        return percent or 0.0
-    if mode == "parallel":
-        return 100.0 if cap.parallel_primary == cap.secondary else 0.0
-    return 0.0  # legacy and events: the primary (or the event applier on it) answers
-
-
-def gated_reason(
-    engine: sa.Engine,
-    cap: CapabilitySpec,
-    before: tuple[str | None, float | None],
-    after: tuple[str, float | None],
-    reason: str,
-    force: bool,
-    judge: Judge = lambda engine, cap: verdict_for(engine, cap),
-) -> str:
-    """Return the audit reason for this change, or raise ClickException while the capability is NOT READY.
-
-    Only changes that raise the cloud share are judged; `force` lets one through, and the reason then records that
-    it was forced and the criteria that failed.
-    """
-    if cloud_share(cap, *after) <= cloud_share(cap, *before):
-        return reason
-    verdict = judge(engine, cap)
-    if verdict.ready:
-        return reason
-    failing = "; ".join(verdict.failing)
-    if not force:
-        lines = "\n".join(f"  - {item}" for item in verdict.failing)
-        raise click.ClickException(
-            f"refused: {cap.name} is NOT READY for more cloud traffic; failing criteria:\n{lines}\n"
-            "(strangler report shows the evidence; --force --reason '...' overrides, and the audit trail says so)"
-        )
-    return f"{reason} [FORCED past NOT READY: {failing}]"
+def refusal(exc: NotReady) -> click.ClickException:
+    """Return the CLI's error for a change the cutover gate refused (`parallel_run.gate.gated_reason`)."""
+    lines = "\n".join(f"  - {item}" for item in exc.failing)
+    return click.ClickException(
+        f"refused: {exc.capability} is NOT READY for more cloud traffic; failing criteria:\n{lines}\n"
+        "(strangler report shows the evidence; --force --reason '...' overrides, and the audit trail says so)"
+    )

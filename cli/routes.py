@@ -8,12 +8,13 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from cli.gate import gated_reason
+from cli.gate import refusal
 from core.db import make_engine
 from core.migrate import create_schema
 from core.routestore import PostgresRouteStore, RouteChangeError, RouteState, check_change
 from core.rules import RulesError, RuleSet, load_rules
 from core.settings import Settings, SettingsError
+from parallel_run.gate import NotReady, gated_reason
 from parallel_run.normalisers import check_compare_rules
 from parallel_run.report.verdict import verdict_for
 
@@ -117,6 +118,8 @@ def set_route(capability: str, mode: str, percent: float | None, reason: str, fo
         check_change(cap, mode, wanted or 0.0)  # a change that cannot be made is refused before it is judged
         reason = gated_reason(store.engine, cap, (before.mode, before.percent), (mode, wanted), reason, force)
         after = store.set(cap, mode, percent, settings.actor, reason)
+    except NotReady as exc:
+        raise refusal(exc) from None
     except RouteChangeError as exc:
         raise click.ClickException(str(exc)) from None
     _print_change(before, after)
@@ -157,13 +160,16 @@ def apply(file: Path, reason: str, yes: bool, force: bool) -> None:
     for change in changes:
         frm = _mode_text(change.from_mode, change.from_percent)
         console.print(f"  {change.capability}: {frm} -> {_mode_text(change.to_mode, change.to_percent)}")
-    reasons = {
-        change.capability: gated_reason(
-            store.engine, wanted.capabilities[change.capability], (change.from_mode, change.from_percent),
-            (change.to_mode, change.to_percent), reason, force,
-        )
-        for change in changes
-    }  # fmt: skip
+    try:
+        reasons = {
+            change.capability: gated_reason(
+                store.engine, wanted.capabilities[change.capability], (change.from_mode, change.from_percent),
+                (change.to_mode, change.to_percent), reason, force,
+            )
+            for change in changes
+        }  # fmt: skip
+    except NotReady as exc:
+        raise refusal(exc) from None
     if not yes and not click.confirm(f"apply {len(changes)} change(s)?", default=False):
         raise click.ClickException("nothing applied")
     for change in changes:

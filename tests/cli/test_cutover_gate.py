@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from cli.gate import cloud_share
 from cli.main import main
 from core.db import make_engine
 from core.migrate import create_schema
+from parallel_run.gate import cloud_share
 from parallel_run.model import Comparison
 from parallel_run.store import ComparisonStore
 from tests.builders import shipped_rules, shipped_rules_text
