@@ -59,6 +59,7 @@ class Stack:
     services: dict[str, Service] = field(default_factory=dict)
     api_key: str = field(default_factory=lambda: "dev-" + secrets.token_hex(16))
     client_id: str = "portal"
+    admin_key: str = field(default_factory=lambda: "adm-" + secrets.token_hex(16))  # the admin API's, as `operator`
     urls: dict[str, str] = field(default_factory=dict)
     _sigterm: Any = field(default=None, init=False, repr=False)  # the SIGTERM handler replaced (None: none)
 
@@ -79,6 +80,7 @@ class Stack:
                 f"{client}:{token}"
                 for client, token in {self.client_id: self.api_key, **self.options.extra_clients}.items()
             ),
+            "STRANGLER_ADMIN_KEYS": f"operator:{self.admin_key}",
             **self.options.extra_env,
         }
 

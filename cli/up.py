@@ -48,6 +48,7 @@ def up(customers: int, rules: Path) -> None:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     with Stack(_options(customers, rules, console)) as stack:
         console.print(f"facade        {stack.urls['facade']}   (Authorization: Bearer {stack.api_key})")
+        console.print(f"admin API     {stack.urls['facade']}/admin/v1   (Authorization: Bearer {stack.admin_key})")
         console.print(f"legacy core   {stack.urls['legacy']}   (faults: {stack.urls['legacy']}/__admin/faults)")
         console.print(f"cloud service {stack.urls['cloud']}")
         console.print(f"control plane {stack.urls['control']}")

@@ -13,13 +13,13 @@ class SettingsError(ValueError):
     """A STRANGLER_* variable is missing or malformed; the message names it."""
 
 
-def parse_api_keys(text: str) -> dict[str, str]:
+def parse_api_keys(text: str, variable: str = "STRANGLER_API_KEYS") -> dict[str, str]:
     """Parse "client:token,client2:token2" into {token: client}; raise SettingsError on a malformed pair."""
     keys: dict[str, str] = {}
     for pair in filter(None, (p.strip() for p in text.split(","))):
         client, sep, token = pair.partition(":")
         if not sep or not client or len(token) < 16:
-            raise SettingsError("STRANGLER_API_KEYS: each entry is client:token with a token of 16+ characters")
+            raise SettingsError(f"{variable}: each entry is client:token with a token of 16+ characters")
         keys[token] = client
     return keys
 
@@ -32,6 +32,7 @@ class Settings:
     rules_path: Path = Path("routing_rules.yaml")
     upstream_urls: Mapping[str, str] = field(default_factory=dict)
     api_keys: Mapping[str, str] = field(default_factory=dict)
+    admin_keys: Mapping[str, str] = field(default_factory=dict)  # the admin API's callers (none: it is switched off)
     max_body_bytes: int = 64 * 1024
     idempotency_ttl_s: int = 24 * 3600
     idempotency_lease_s: float = 60.0
@@ -67,6 +68,11 @@ class Settings:
         }
         if "STRANGLER_API_KEYS" in env:
             values["api_keys"] = parse_api_keys(env["STRANGLER_API_KEYS"])
+        if "STRANGLER_ADMIN_KEYS" in env:
+            values["admin_keys"] = parse_api_keys(env["STRANGLER_ADMIN_KEYS"], "STRANGLER_ADMIN_KEYS")
+            if set(values["admin_keys"]) & set(values.get("api_keys", {})):
+                # A portal client holding an admin token could move routes: the two sets must not meet.
+                raise SettingsError("STRANGLER_ADMIN_KEYS: a token is also a STRANGLER_API_KEYS token")
         numeric = {
             "STRANGLER_MAX_BODY_BYTES": ("max_body_bytes", int),
             "STRANGLER_IDEMPOTENCY_TTL_S": ("idempotency_ttl_s", int),

@@ -22,7 +22,7 @@ from core.problems import problem
 from core.routestore import PostgresRouteStore
 from core.rules import RulesError, RuleSet, load_rules
 from core.settings import Settings
-from facade import ops, portal
+from facade import admin, ops, portal
 from facade.background import Periodic
 from facade.callers import client_of, request_id_of
 from facade.dispatch import Dispatcher
@@ -189,6 +189,8 @@ def create_app(settings: Settings, rules: RuleSet | None = None) -> Flask:
     app.register_blueprint(portal.make_blueprint(the_portal))
     app.wsgi_app = PortalReads(app.wsgi_app, the_portal, settings.api_keys)  # type: ignore[method-assign]
     app.register_blueprint(ops.make_blueprint(engine, clients, live, metrics))
+    if settings.admin_keys:  # without admin keys there is no admin API (and its paths admit no one)
+        app.register_blueprint(admin.make_blueprint(live, store, modes))
     install_request_hooks(app, settings)
     background.every(settings.route_poll_s, "routes", live.refresh)
     background.every(settings.watchdog_interval_s, "in-doubt", resolver.sweep)
@@ -212,7 +214,9 @@ def install_request_hooks(app: Flask, settings: Settings) -> None:
         if request.path in OPEN_PATHS:
             g.client_id = "-"
             return None
-        client = client_of(request.headers.get("Authorization", ""), settings.api_keys)
+        # Admin paths take admin keys only, and the portal's paths portal keys only (the two sets never share one).
+        keys = settings.admin_keys if request.path.startswith(admin.ADMIN_PREFIX) else settings.api_keys
+        client = client_of(request.headers.get("Authorization", ""), keys)
         if client is None:
             return portal.to_response(
                 problem(401, "unauthorized", "Unauthorized", "send Authorization: Bearer <api key>",

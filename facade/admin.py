@@ -1,0 +1,157 @@
+"""The admin API (`/admin/v1`): the route switchboard over HTTP for admin keys only, audited as the CLI's is.
+
+Reads show every capability's live route and its audit trail. A change names a mode (and a canary percent) with a
+reason; `If-Match: "<version>"` makes it a compare-and-set (412 when the route moved on). A change that gives the
+cloud side more callers passes the same cutover gate as `strangler routes set`: 409 with the failing criteria while
+the capability is NOT READY, unless `"force": true`, which the audit trail records.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from typing import Any
+
+from flask import Blueprint, Response, g, request
+
+from core.calls import Outcome
+from core.problems import problem
+from core.routestore import (
+    AuditEntry,
+    PostgresRouteStore,
+    RouteChangeError,
+    RouteState,
+    StaleRoute,
+    check_change,
+)
+from core.rules import CapabilitySpec
+from facade.livetable import LiveRoutes
+from facade.portal import to_response
+from parallel_run.gate import Judge, NotReady, gated_reason
+from parallel_run.report.verdict import verdict_for
+
+ADMIN_PREFIX = "/admin/"
+HISTORY_LIMIT = 200
+
+
+def _route(cap: CapabilitySpec, state: RouteState) -> dict[str, Any]:
+    return {
+        "capability": cap.name, "match": f"{cap.method} {cap.path}", "critical": cap.critical, "mode": state.mode,
+        "percent": state.percent, "version": state.version, "reason": state.reason, "updated_by": state.updated_by,
+        "updated_at": state.updated_at.isoformat() if state.updated_at else None,
+    }  # fmt: skip
+
+
+def _entry(entry: AuditEntry) -> dict[str, Any]:
+    return {
+        "version": entry.version, "capability": entry.capability, "at": entry.at.isoformat(), "actor": entry.actor,
+        "from_mode": entry.from_mode, "from_percent": entry.from_percent, "to_mode": entry.to_mode,
+        "to_percent": entry.to_percent, "reason": entry.reason,
+    }  # fmt: skip
+
+
+def _json(body: dict[str, Any], status: int = 200, version: int | None = None) -> Response:
+    response = to_response(Outcome(status=status, body=body))
+    if version is not None:
+        response.headers["ETag"] = f'"{version}"'
+    return response
+
+
+def _expected_version(header: str | None) -> int | None:
+    """Return the version an `If-Match: "<version>"` header names (None without one); ValueError if malformed."""
+    if header is None:
+        return None
+    return int(header.strip().removeprefix("W/").strip('"'))
+
+
+def make_blueprint(
+    routes: LiveRoutes, store: PostgresRouteStore, modes: Collection[str], judge: Judge | None = None
+) -> Blueprint:
+    """Return the admin API's blueprint; the app's request hook admits admin keys only on its paths."""
+    bp = Blueprint("admin", __name__, url_prefix="/admin/v1")
+    judged: Judge = judge or (lambda engine, cap: verdict_for(engine, cap))
+
+    def capability(name: str) -> CapabilitySpec | Outcome:
+        rules = routes.snapshot.rules
+        if name not in rules.capabilities:
+            known = ", ".join(sorted(rules.capabilities))
+            return problem(404, "unknown-capability", "Unknown capability", f"{name!r} (known: {known})")
+        return rules.capabilities[name]
+
+    def state_of(name: str) -> RouteState:
+        return store.current()[name]
+
+    @bp.get("/routes")
+    def list_routes() -> Response:
+        current, rules = store.current(), routes.snapshot.rules
+        listed = [_route(cap, current[name]) for name, cap in rules.capabilities.items() if name in current]
+        return _json({"version": store.version(), "routes": listed})
+
+    @bp.get("/routes/<name>")
+    def show_route(name: str) -> Response:
+        cap = capability(name)
+        if isinstance(cap, Outcome):
+            return to_response(cap)
+        state = state_of(name)
+        history = [_entry(e) for e in store.history(name, limit=20)]
+        return _json({**_route(cap, state), "history": history}, version=state.version)
+
+    @bp.get("/history")
+    def history() -> Response:
+        name = request.args.get("capability") or None
+        try:
+            limit = min(int(request.args.get("limit", "50")), HISTORY_LIMIT)
+        except ValueError:
+            return to_response(problem(400, "bad-request", "Bad request", "limit must be a whole number"))
+        return _json({"history": [_entry(e) for e in store.history(name, limit=max(limit, 1))]})
+
+    @bp.put("/routes/<name>")
+    def set_route(name: str) -> Response:
+        body = request.get_json(force=True, silent=True)
+        if not isinstance(body, dict) or not isinstance(body.get("mode"), str):
+            return to_response(problem(400, "bad-request", "Bad request", 'send {"mode": ..., "reason": ...}'))
+        percent = body.get("percent")
+        if percent is not None and (isinstance(percent, bool) or not isinstance(percent, int | float)):
+            return to_response(problem(400, "bad-request", "Bad request", "percent must be a number"))
+        return change(name, body["mode"], None if percent is None else float(percent), body)
+
+    @bp.post("/routes/<name>/rollback")
+    def rollback(name: str) -> Response:
+        body = request.get_json(force=True, silent=True)
+        if not isinstance(body, dict):
+            return to_response(problem(400, "bad-request", "Bad request", 'send {"reason": ...}'))
+        reason = body.get("reason")
+        return change(name, "legacy", None, {**body, "reason": f"rollback: {reason}" if reason else reason})
+
+    def change(name: str, mode: str, percent: float | None, body: dict[str, Any]) -> Response:
+        cap = capability(name)
+        if isinstance(cap, Outcome):
+            return to_response(cap)
+        reason, force = body.get("reason"), body.get("force", False)
+        if not isinstance(reason, str) or not reason.strip():
+            return to_response(problem(400, "bad-request", "Bad request", "a reason is required for every change"))
+        if not isinstance(force, bool):
+            return to_response(problem(400, "bad-request", "Bad request", "force must be true or false"))
+        try:
+            expected = _expected_version(request.headers.get("If-Match"))
+        except ValueError:
+            return to_response(problem(400, "bad-request", "Bad request", 'If-Match takes a route version: "12"'))
+        before = state_of(name)
+        wanted = percent if mode == "canary" and percent is not None else (before.percent if mode == "canary" else 0)
+        actor = f"admin:{g.client_id}"
+        try:
+            check_change(cap, mode, wanted, modes)  # a change that cannot be made is refused before it is judged
+            reason = gated_reason(
+                store.engine, cap, (before.mode, before.percent), (mode, wanted), reason, force, judged
+            )
+            after = store.set(cap, mode, percent, actor, reason, modes, expect_version=expected)
+        except NotReady as exc:
+            return to_response(
+                problem(409, "not-ready", "Not ready for more cloud traffic", str(exc), failing=exc.failing)
+            )
+        except StaleRoute as exc:
+            return to_response(problem(412, "stale-route", "The route changed", str(exc)))
+        except RouteChangeError as exc:
+            return to_response(problem(422, "refused-route-change", "Route change refused", str(exc)))
+        return _json({**_route(cap, after), "previous": _route(cap, before)}, version=after.version)
+
+    return bp
