@@ -67,6 +67,7 @@ class Walk:
         self.http.headers["Authorization"] = f"Bearer {stack.api_key}"
 
     def call(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+        """Send one request to the facade as the portal (or with the headers given) and print the answer."""
         response = self.http.request(method, self.stack.urls["facade"] + path, timeout=10, **kwargs)
         upstream = response.headers.get("X-Strangler-Upstream", "facade")
         self.console.print(
@@ -156,7 +157,11 @@ class Walk:
         wait_until(lambda: self.answered_by("cloud"), 5, what="the facade to follow the route change")
         self.call("GET", "/v1/accounts/1/balance")
         self.console.print("  (the cloud store is fed from legacy by CDC, so it already shows the payment above)")
-        self.routes("rollback", "accounts.balance", "--reason", "demo over")
+        self.console.print("  the admin API rolls it back (what `strangler routes rollback` does, over HTTP):")
+        admin = {"Authorization": f"Bearer {self.stack.admin_key}"}
+        rollback = "/admin/v1/routes/accounts.balance/rollback"
+        if self.call("POST", rollback, json={"reason": "demo over"}, headers=admin).status_code != 200:
+            raise click.ClickException("the admin API refused the rollback")
         self.routes("set", "payments.create", "--mode", "legacy", "--reason", "demo over")
         wait_until(lambda: self.answered_by("legacy"), 5, what="the facade to follow the rollback")
         self.routes("history", "accounts.balance")
