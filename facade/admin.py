@@ -33,7 +33,8 @@ ADMIN_PREFIX = "/admin/"
 HISTORY_LIMIT = 200
 
 
-def _route(cap: CapabilitySpec, state: RouteState) -> dict[str, Any]:
+def route_view(cap: CapabilitySpec, state: RouteState) -> dict[str, Any]:
+    """Return one capability's live route as the admin API and page show it."""
     return {
         "capability": cap.name, "match": f"{cap.method} {cap.path}", "critical": cap.critical, "mode": state.mode,
         "percent": state.percent, "version": state.version, "reason": state.reason, "updated_by": state.updated_by,
@@ -41,7 +42,8 @@ def _route(cap: CapabilitySpec, state: RouteState) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def _entry(entry: AuditEntry) -> dict[str, Any]:
+def audit_view(entry: AuditEntry) -> dict[str, Any]:
+    """Return one audit entry as the admin API and page show it."""
     return {
         "version": entry.version, "capability": entry.capability, "at": entry.at.isoformat(), "actor": entry.actor,
         "from_mode": entry.from_mode, "from_percent": entry.from_percent, "to_mode": entry.to_mode,
@@ -83,7 +85,7 @@ def make_blueprint(
     @bp.get("/routes")
     def list_routes() -> Response:
         current, rules = store.current(), routes.snapshot.rules
-        listed = [_route(cap, current[name]) for name, cap in rules.capabilities.items() if name in current]
+        listed = [route_view(cap, current[name]) for name, cap in rules.capabilities.items() if name in current]
         return _json({"version": store.version(), "routes": listed})
 
     @bp.get("/routes/<name>")
@@ -92,8 +94,8 @@ def make_blueprint(
         if isinstance(cap, Outcome):
             return to_response(cap)
         state = state_of(name)
-        history = [_entry(e) for e in store.history(name, limit=20)]
-        return _json({**_route(cap, state), "history": history}, version=state.version)
+        history = [audit_view(e) for e in store.history(name, limit=20)]
+        return _json({**route_view(cap, state), "history": history}, version=state.version)
 
     @bp.get("/history")
     def history() -> Response:
@@ -102,7 +104,7 @@ def make_blueprint(
             limit = min(int(request.args.get("limit", "50")), HISTORY_LIMIT)
         except ValueError:
             return to_response(problem(400, "bad-request", "Bad request", "limit must be a whole number"))
-        return _json({"history": [_entry(e) for e in store.history(name, limit=max(limit, 1))]})
+        return _json({"history": [audit_view(e) for e in store.history(name, limit=max(limit, 1))]})
 
     @bp.put("/routes/<name>")
     def set_route(name: str) -> Response:
@@ -152,6 +154,6 @@ def make_blueprint(
             return to_response(problem(412, "stale-route", "The route changed", str(exc)))
         except RouteChangeError as exc:
             return to_response(problem(422, "refused-route-change", "Route change refused", str(exc)))
-        return _json({**_route(cap, after), "previous": _route(cap, before)}, version=after.version)
+        return _json({**route_view(cap, after), "previous": route_view(cap, before)}, version=after.version)
 
     return bp

@@ -22,9 +22,9 @@ from core.problems import problem
 from core.routestore import PostgresRouteStore
 from core.rules import RulesError, RuleSet, load_rules
 from core.settings import Settings
-from facade import admin, ops, portal
+from facade import admin, admin_page, ops, portal
 from facade.background import Periodic
-from facade.callers import client_of, request_id_of
+from facade.callers import admin_of, client_of, request_id_of
 from facade.dispatch import Dispatcher
 from facade.events import EventsMode
 from facade.fastpath import PortalReads
@@ -191,6 +191,9 @@ def create_app(settings: Settings, rules: RuleSet | None = None) -> Flask:
     app.register_blueprint(ops.make_blueprint(engine, clients, live, metrics))
     if settings.admin_keys:  # without admin keys there is no admin API (and its paths admit no one)
         app.register_blueprint(admin.make_blueprint(live, store, modes))
+        app.register_blueprint(
+            admin_page.make_page(live, store, lambda: {name: c.breaker_state for name, c in clients.items()})
+        )
     install_request_hooks(app, settings)
     background.every(settings.route_poll_s, "routes", live.refresh)
     background.every(settings.watchdog_interval_s, "in-doubt", resolver.sweep)
@@ -215,13 +218,17 @@ def install_request_hooks(app: Flask, settings: Settings) -> None:
             g.client_id = "-"
             return None
         # Admin paths take admin keys only, and the portal's paths portal keys only (the two sets never share one).
-        keys = settings.admin_keys if request.path.startswith(admin.ADMIN_PREFIX) else settings.api_keys
-        client = client_of(request.headers.get("Authorization", ""), keys)
+        authorization = request.headers.get("Authorization", "")
+        if request.path == "/admin" or request.path.startswith(admin.ADMIN_PREFIX):
+            client = admin_of(authorization, settings.admin_keys)
+            how, challenge = "an admin key (Bearer, or Basic as the password)", 'Basic realm="strangler admin"'
+        else:
+            client = client_of(authorization, settings.api_keys)
+            how, challenge = "Authorization: Bearer <api key>", 'Bearer realm="strangler"'
         if client is None:
             return portal.to_response(
-                problem(401, "unauthorized", "Unauthorized", "send Authorization: Bearer <api key>",
-                        headers={"WWW-Authenticate": 'Bearer realm="strangler"'})
-            )  # fmt: skip
+                problem(401, "unauthorized", "Unauthorized", f"send {how}", headers={"WWW-Authenticate": challenge})
+            )
         g.client_id = client
         return None
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import re
 import uuid
 from collections.abc import Mapping
@@ -18,3 +20,15 @@ def client_of(authorization: str, api_keys: Mapping[str, str]) -> str | None:
     """Return the client that an ``Authorization: Bearer <key>`` header names, or None for anything else."""
     scheme, _, token = authorization.partition(" ")
     return api_keys.get(token) if scheme.lower() == "bearer" else None
+
+
+def admin_of(authorization: str, admin_keys: Mapping[str, str]) -> str | None:
+    """Return the admin a Bearer key names, or a Basic password (a browser's prompt; the user name is ignored)."""
+    scheme, _, credentials = authorization.partition(" ")
+    if scheme.lower() != "basic":
+        return client_of(authorization, admin_keys)
+    try:
+        _user, _, token = base64.b64decode(credentials, validate=True).decode().partition(":")
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    return admin_keys.get(token)

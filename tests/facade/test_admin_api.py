@@ -103,3 +103,21 @@ def test_an_admin_token_that_is_also_a_portal_token_is_refused_at_start() -> Non
     with pytest.raises(SettingsError, match="STRANGLER_ADMIN_KEYS: a token is also a STRANGLER_API_KEYS token"):
         Settings.from_env({**env, "STRANGLER_ADMIN_KEYS": f"ops:{token}"})
     assert Settings.from_env({**env, "STRANGLER_ADMIN_KEYS": f"ops:{'a' * 20}"}).admin_keys == {"a" * 20: "ops"}
+
+
+def test_the_admin_page_asks_a_browser_for_the_admin_key_and_shows_routes_escaped(facade: FacadeClient) -> None:
+    page = f"{facade.url}/admin/"
+    prompt = requests.get(page, timeout=5)
+    assert prompt.status_code == 401 and prompt.headers["WWW-Authenticate"] == 'Basic realm="strangler admin"'
+    assert requests.get(page, auth=("anyone", facade.stack.api_key), timeout=5).status_code == 401  # a portal key
+    cap = facade.rules.capabilities["accounts.balance"]
+    facade.routes.set(cap, "legacy", None, "tests", "<script>alert(1)</script> & more")  # a reason is free text
+
+    shown = requests.get(page, auth=("ops", facade.stack.admin_key), timeout=5)
+
+    assert shown.status_code == 200 and shown.headers["Content-Type"].startswith("text/html")
+    for name in facade.rules.capabilities:
+        assert f"<code>{name}</code>" in shown.text
+    assert "&lt;script&gt;alert(1)&lt;/script&gt; &amp; more" in shown.text and "<script>" not in shown.text
+    assert "NOT READY" in shown.text  # no parallel-run evidence for the cloud side in this stack
+    assert "<td>legacy</td><td>closed</td>" in shown.text.replace("\n", "").replace(' class=""', "")

@@ -59,7 +59,7 @@ def test_unknown_route_wrong_method_and_no_credentials_get_problem_details(facad
     assert unknown.json()["type"].endswith("/no-such-route")
     wrong = facade.request("DELETE", "/v1/payments")
     assert wrong.status_code == 405 and wrong.headers["Allow"] == "POST"
-    outside = facade.request("GET", "/admin")
+    outside = facade.request("GET", "/internal")
     assert outside.status_code == 404 and outside.json()["status"] == 404
     anonymous = requests.get(facade.url + BALANCE.format(1), timeout=5)
     assert anonymous.status_code == 401 and "Bearer" in anonymous.headers["WWW-Authenticate"]
