@@ -22,6 +22,7 @@ from core.routestore import (
     RouteState,
     StaleRoute,
     check_change,
+    states_by_name,
 )
 from core.rules import CapabilitySpec
 from facade.livetable import LiveRoutes
@@ -80,12 +81,14 @@ def make_blueprint(
         return rules.capabilities[name]
 
     def state_of(name: str) -> RouteState:
-        return store.current()[name]
+        # A capability the rules file gained since the last seed has no stored route yet: its file mode stands.
+        return states_by_name(store.current(), routes.snapshot.rules)[name]
 
     @bp.get("/routes")
     def list_routes() -> Response:
-        current, rules = store.current(), routes.snapshot.rules
-        listed = [route_view(cap, current[name]) for name, cap in rules.capabilities.items() if name in current]
+        rules = routes.snapshot.rules
+        current = states_by_name(store.current(), rules)
+        listed = [route_view(cap, current[name]) for name, cap in rules.capabilities.items()]
         return _json({"version": store.version(), "routes": listed})
 
     @bp.get("/routes/<name>")
@@ -122,7 +125,8 @@ def make_blueprint(
         if not isinstance(body, dict):
             return to_response(problem(400, "bad-request", "Bad request", 'send {"reason": ...}'))
         reason = body.get("reason")
-        return change(name, "legacy", None, {**body, "reason": f"rollback: {reason}" if reason else reason})
+        given = isinstance(reason, str) and reason.strip()
+        return change(name, "legacy", None, {**body, "reason": f"rollback: {reason}" if given else None})
 
     def change(name: str, mode: str, percent: float | None, body: dict[str, Any]) -> Response:
         cap = capability(name)

@@ -6,7 +6,7 @@ from collections.abc import Callable, Mapping
 
 from flask import Blueprint, render_template
 
-from core.routestore import PostgresRouteStore
+from core.routestore import PostgresRouteStore, states_by_name
 from facade.admin import audit_view, route_view
 from facade.livetable import LiveRoutes
 from parallel_run.gate import Judge
@@ -22,12 +22,12 @@ def make_page(
 
     @bp.get("/admin/")
     def page() -> str:
-        current, rules = store.current(), routes.snapshot.rules
+        rules = routes.snapshot.rules
+        current = states_by_name(store.current(), rules)
         rows = []
         for name, cap in rules.capabilities.items():
-            if name in current:
-                verdict = judged(store.engine, cap)
-                rows.append({**route_view(cap, current[name]), "ready": verdict.ready, "verdict": verdict.describe()})
+            verdict = judged(store.engine, cap)
+            rows.append({**route_view(cap, current[name]), "ready": verdict.ready, "verdict": verdict.describe()})
         return render_template(
             "admin.html", version=store.version(), routes=rows, breakers=sorted(breakers().items()),
             history=[audit_view(e) for e in store.history(limit=20)],

@@ -90,11 +90,16 @@ def test_bad_changes_are_refused_with_problem_details_and_change_nothing(
     assert facade.routes.version() == before
 
 
-def test_malformed_json_is_a_bad_request(facade: FacadeClient) -> None:
+def test_malformed_json_and_a_rollback_without_a_reason_are_bad_requests(facade: FacadeClient) -> None:
     response = admin(
         facade, "PUT", "/routes/accounts.balance", data=b"{mode:", headers={"Content-Type": "application/json"}
     )
     assert response.status_code == 400 and response.json()["type"].endswith("/bad-request")
+    before = facade.routes.version()
+    for body in ({}, {"reason": ""}, {"reason": 5}):
+        unexplained = admin(facade, "POST", "/routes/accounts.balance/rollback", json=body)
+        assert unexplained.status_code == 400 and "reason is required" in unexplained.json()["detail"]
+    assert facade.routes.version() == before
 
 
 def test_an_admin_token_that_is_also_a_portal_token_is_refused_at_start() -> None:
