@@ -183,7 +183,7 @@ class OutboxRelay:
             # The next batch is read while the broker takes this one (rows in flight are not published yet: read on
             # past them). Reading first and serving the acknowledgements after keeps the two off the GIL together.
             more = len(rows) == self.batch_size and not stop.is_set() and self.clock() <= ends
-            rows = self._read(conn, (int(rows[-1][1]), int(rows[-1][0]))) if more else []
+            rows = self._read(conn, batch.position) if more else []
             batch.wait(self._producer, self.clock, self.flush_timeout_s)
             if not batch.acknowledged():
                 self._unacknowledged(batch)

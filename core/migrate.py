@@ -47,16 +47,20 @@ class Migrations:
         cfg.attributes["connection"] = conn
         return cfg
 
+    def script(self) -> ScriptDirectory:
+        """Return the revisions as Alembic reads them."""
+        return ScriptDirectory.from_config(self.config())
+
     def head(self) -> str:
         """Return the newest revision (there is one line of revisions, never branches)."""
-        head = ScriptDirectory.from_config(self.config()).get_current_head()
+        head = self.script().get_current_head()
         assert head is not None, "no revisions under core/migrations/versions"
         return head
 
     def known(self, revision: str) -> bool:
         """Return whether `revision` is one of these revisions (a newer version of the code may have written it)."""
         try:
-            return ScriptDirectory.from_config(self.config()).get_revision(revision) is not None
+            return self.script().get_revision(revision) is not None
         except CommandError:
             return False
 
@@ -138,10 +142,5 @@ def _create_or_adopt(conn: sa.Connection, migrations: Migrations, where: str) ->
             f"(missing {', '.join(missing)}): no revision leads from it; use a new database"
         )
     # The first revision is the layout these tables already have; later ones still run.
-    migrations.stamp(conn, _first_revision(migrations))
+    migrations.stamp(conn, migrations.script().get_base() or migrations.head())
     migrations.upgrade(conn)
-
-
-def _first_revision(migrations: Migrations) -> str:
-    script = ScriptDirectory.from_config(migrations.config())
-    return script.get_base() or migrations.head()

@@ -9,6 +9,7 @@ the capability is NOT READY, unless `"force": true`, which the audit trail recor
 from __future__ import annotations
 
 from collections.abc import Collection
+from dataclasses import asdict
 from typing import Any
 
 from flask import Blueprint, Response, g, request
@@ -27,8 +28,7 @@ from core.routestore import (
 from core.rules import CapabilitySpec
 from facade.livetable import LiveRoutes
 from facade.portal import to_response
-from parallel_run.gate import Judge, NotReady, gated_reason
-from parallel_run.report.verdict import verdict_for
+from parallel_run.gate import NotReady, gated_reason
 
 ADMIN_PREFIX = "/admin/"
 HISTORY_LIMIT = 200
@@ -36,42 +36,36 @@ HISTORY_LIMIT = 200
 
 def route_view(cap: CapabilitySpec, state: RouteState) -> dict[str, Any]:
     """Return one capability's live route as the admin API and page show it."""
-    return {
-        "capability": cap.name, "match": f"{cap.method} {cap.path}", "critical": cap.critical, "mode": state.mode,
-        "percent": state.percent, "version": state.version, "reason": state.reason, "updated_by": state.updated_by,
-        "updated_at": state.updated_at.isoformat() if state.updated_at else None,
-    }  # fmt: skip
+    updated_at = state.updated_at.isoformat() if state.updated_at else None
+    match = f"{cap.method} {cap.path}"
+    return {**asdict(state), "updated_at": updated_at, "match": match, "critical": cap.critical}
 
 
 def audit_view(entry: AuditEntry) -> dict[str, Any]:
     """Return one audit entry as the admin API and page show it."""
-    return {
-        "version": entry.version, "capability": entry.capability, "at": entry.at.isoformat(), "actor": entry.actor,
-        "from_mode": entry.from_mode, "from_percent": entry.from_percent, "to_mode": entry.to_mode,
-        "to_percent": entry.to_percent, "reason": entry.reason,
-    }  # fmt: skip
+    return {**asdict(entry), "at": entry.at.isoformat()}
 
 
 def _json(body: dict[str, Any], status: int = 200, version: int | None = None) -> Response:
     response = to_response(Outcome(status=status, body=body))
     if version is not None:
-        response.headers["ETag"] = f'"{version}"'
+        response.set_etag(str(version))
     return response
 
 
-def _expected_version(header: str | None) -> int | None:
-    """Return the version an `If-Match: "<version>"` header names (None without one); ValueError if malformed."""
-    if header is None:
+def _expected_version() -> int | None:
+    """Return the one route version `If-Match` names (None without the header); ValueError for anything else."""
+    if "If-Match" not in request.headers:
         return None
-    return int(header.strip().removeprefix("W/").strip('"'))
+    tags = request.if_match.as_set(include_weak=True)
+    if request.if_match.star_tag or len(tags) != 1:
+        raise ValueError("If-Match names one route version")
+    return int(tags.pop())
 
 
-def make_blueprint(
-    routes: LiveRoutes, store: PostgresRouteStore, modes: Collection[str], judge: Judge | None = None
-) -> Blueprint:
+def make_blueprint(routes: LiveRoutes, store: PostgresRouteStore, modes: Collection[str]) -> Blueprint:
     """Return the admin API's blueprint; the app's request hook admits admin keys only on its paths."""
     bp = Blueprint("admin", __name__, url_prefix="/admin/v1")
-    judged: Judge = judge or (lambda engine, cap: verdict_for(engine, cap))
 
     def capability(name: str) -> CapabilitySpec | Outcome:
         rules = routes.snapshot.rules
@@ -138,7 +132,7 @@ def make_blueprint(
         if not isinstance(force, bool):
             return to_response(problem(400, "bad-request", "Bad request", "force must be true or false"))
         try:
-            expected = _expected_version(request.headers.get("If-Match"))
+            expected = _expected_version()
         except ValueError:
             return to_response(problem(400, "bad-request", "Bad request", 'If-Match takes a route version: "12"'))
         before = state_of(name)
@@ -146,9 +140,7 @@ def make_blueprint(
         actor = f"admin:{g.client_id}"
         try:
             check_change(cap, mode, wanted, modes)  # a change that cannot be made is refused before it is judged
-            reason = gated_reason(
-                store.engine, cap, (before.mode, before.percent), (mode, wanted), reason, force, judged
-            )
+            reason = gated_reason(store.engine, cap, (before.mode, before.percent), (mode, wanted), reason, force)
             after = store.set(cap, mode, percent, actor, reason, modes, expect_version=expected)
         except NotReady as exc:
             return to_response(

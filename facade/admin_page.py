@@ -9,16 +9,12 @@ from flask import Blueprint, render_template
 from core.routestore import PostgresRouteStore, states_by_name
 from facade.admin import audit_view, route_view
 from facade.livetable import LiveRoutes
-from parallel_run.gate import Judge
 from parallel_run.report.verdict import verdict_for
 
 
-def make_page(
-    routes: LiveRoutes, store: PostgresRouteStore, breakers: Callable[[], Mapping[str, str]], judge: Judge | None = None
-) -> Blueprint:
+def make_page(routes: LiveRoutes, store: PostgresRouteStore, breakers: Callable[[], Mapping[str, str]]) -> Blueprint:
     """Return the blueprint of the read-only admin page; changes go through the admin API or the CLI."""
     bp = Blueprint("admin_page", __name__, template_folder="templates")
-    judged: Judge = judge or (lambda engine, cap: verdict_for(engine, cap))
 
     @bp.get("/admin/")
     def page() -> str:
@@ -26,7 +22,7 @@ def make_page(
         current = states_by_name(store.current(), rules)
         rows = []
         for name, cap in rules.capabilities.items():
-            verdict = judged(store.engine, cap)
+            verdict = verdict_for(store.engine, cap)
             rows.append({**route_view(cap, current[name]), "ready": verdict.ready, "verdict": verdict.describe()})
         return render_template(
             "admin.html", version=store.version(), routes=rows, breakers=sorted(breakers().items()),

@@ -218,12 +218,11 @@ def install_request_hooks(app: Flask, settings: Settings) -> None:
             g.client_id = "-"
             return None
         # Admin paths take admin keys only, and the portal's paths portal keys only (the two sets never share one).
-        authorization = request.headers.get("Authorization", "")
         if request.path == "/admin" or request.path.startswith(admin.ADMIN_PREFIX):
-            client = admin_of(authorization, settings.admin_keys)
+            client = admin_of(request.authorization, settings.admin_keys)
             how, challenge = "an admin key (Bearer, or Basic as the password)", 'Basic realm="strangler admin"'
         else:
-            client = client_of(authorization, settings.api_keys)
+            client = client_of(request.headers.get("Authorization", ""), settings.api_keys)
             how, challenge = "Authorization: Bearer <api key>", 'Bearer realm="strangler"'
         if client is None:
             return portal.to_response(

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 import re
 import uuid
 from collections.abc import Mapping
+
+from werkzeug.datastructures import Authorization
 
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
@@ -22,13 +22,9 @@ def client_of(authorization: str, api_keys: Mapping[str, str]) -> str | None:
     return api_keys.get(token) if scheme.lower() == "bearer" else None
 
 
-def admin_of(authorization: str, admin_keys: Mapping[str, str]) -> str | None:
+def admin_of(authorization: Authorization | None, admin_keys: Mapping[str, str]) -> str | None:
     """Return the admin a Bearer key names, or a Basic password (a browser's prompt; the user name is ignored)."""
-    scheme, _, credentials = authorization.partition(" ")
-    if scheme.lower() != "basic":
-        return client_of(authorization, admin_keys)
-    try:
-        _user, _, token = base64.b64decode(credentials, validate=True).decode().partition(":")
-    except (binascii.Error, UnicodeDecodeError):
+    if authorization is None:
         return None
-    return admin_keys.get(token)
+    token = authorization.password if authorization.type == "basic" else authorization.token
+    return admin_keys.get(token or "")
